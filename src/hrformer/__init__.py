@@ -1,0 +1,9 @@
+"""hrformer: the High-Resolution Transformer (HRFormer, NeurIPS 2021) as a PyTorch backbone."""
+
+from .config import ARCHS, HRFormerConfig
+from .model import HRFormer
+from .registry import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["ARCHS", "HRFormer", "HRFormerConfig", "create_model", "list_models", "__version__"]

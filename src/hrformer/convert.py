@@ -1,0 +1,314 @@
+"""Load checkpoints of the original implementations: official HRFormer (classification and pose
+code) and OpenMMLab mmpose, detected from their key names.
+
+==================  ==============================  ==================================
+layout              recognised by                   semantics it implies
+==================  ==============================  ==================================
+``official_cls``    ``attn.attn.q_proj``, no prefix relative position bias on, nearest
+                                                    fusion upsampling
+``official_pose``   ``attn.attn.q_proj`` under      bias never added (dead table),
+                    ``backbone.``                   bilinear upsampling
+``mmpose``          fused ``attn.attn.qkv``         bias on (when the table exists),
+                                                    bilinear upsampling
+``hrformer``        our own key names               as stored
+==================  ==============================  ==================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+
+from .config import ARCHS, HRFormerConfig
+
+StateDict = Dict[str, torch.Tensor]
+
+LAYOUTS = ("official_cls", "official_pose", "mmpose", "hrformer")
+_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "net")
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+class CheckpointLayoutError(ValueError):
+    """The checkpoint matches none of the known layouts, or not the model it should build."""
+
+
+# --------------------------------------------------------------------------- reading
+def _load_path(path: Union[str, os.PathLike]) -> Mapping[str, Any]:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointLayoutError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointLayoutError(
+            f"{path}: could not be read as a PyTorch checkpoint with weights_only=True ({type(e).__name__}: {e}). "
+            "Files that need arbitrary code to unpickle are refused; re-save the state_dict or use safetensors."
+        ) from None
+
+
+def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
+    """Find the tensors in a checkpoint: ``state_dict``/``model``/EMA wrappers, ``module.`` prefixes."""
+    seen = 0
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()) and seen < 4:
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        else:
+            break
+        seen += 1
+    if not isinstance(obj, Mapping):
+        raise CheckpointLayoutError(f"expected a state dict (mapping of tensors), got {type(obj).__name__}")
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise CheckpointLayoutError("the checkpoint holds no tensors")
+    for prefix in _STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
+    """One of :data:`LAYOUTS`, or :class:`CheckpointLayoutError` naming what is missing."""
+    keys = list(sd)
+    if any(k.startswith("stem.conv1.conv.") for k in keys):
+        return "hrformer"
+    if any(".attn.attn.q_proj." in k for k in keys):
+        return "official_pose" if any(k.startswith("backbone.") for k in keys) else "official_cls"
+    if any(".attn.attn.qkv." in k for k in keys):
+        return "mmpose"
+    expected = ["conv1.weight", "stage2.0.branches.0.0.attn.attn.q_proj.weight (official)",
+                "stage2.0.branches.0.0.attn.attn.qkv.weight (mmpose)", "stem.conv1.conv.weight (hrformer)"]
+    raise CheckpointLayoutError(
+        "the state dict matches no known HRFormer layout: expected keys such as "
+        + ", ".join(expected) + f"; found e.g. {keys[:5]}"
+    )
+
+
+# --------------------------------------------------------------------------- renaming
+_BN_OR_CONV = ("conv", "bn")
+_SEPARABLE = ("dw.conv", "dw.bn", "pw.conv", "pw.bn")
+_FFN = {"fc1": "fc1.conv", "norm1": "fc1.bn", "dw3x3": "dw.conv", "norm2": "dw.bn", "fc2": "fc2.conv",
+        "norm3": "fc2.bn"}
+
+
+def _rename_block(rest: str) -> Optional[str]:
+    m = re.fullmatch(r"attn\.attn\.(\w+)(\.\w+)?", rest)
+    if m:
+        name, tail = m.group(1), m.group(2) or ""
+        if name == "relative_position_index":
+            return None
+        if name == "relative_position_bias_table":
+            return "attn.relative_position_bias_table"
+        if name in ("out_proj", "proj"):
+            return f"attn.proj{tail}"
+        if name == "qkv":
+            return f"attn.qkv{tail}"
+        if name in ("q_proj", "k_proj", "v_proj"):
+            return f"attn.{name}{tail}"  # merged into qkv afterwards
+    m = re.fullmatch(r"(?:mlp|ffn)\.(\w+)\.(\w+)", rest)
+    if m and m.group(1) in _FFN:
+        return f"ffn.{_FFN[m.group(1)]}.{m.group(2)}"
+    if re.fullmatch(r"norm[12]\.\w+", rest):
+        return rest
+    return rest  # left as is: reported as unexpected when loading
+
+
+def rename_original_key(key: str) -> Optional[str]:
+    """Map one original key (``backbone.`` stripped) to ours; ``None`` drops it."""
+    rules: List[Tuple[str, Any]] = [
+        (r"conv([12])\.(.+)", lambda m: f"stem.conv{m[1]}.conv.{m[2]}"),
+        (r"bn([12])\.(.+)", lambda m: f"stem.conv{m[1]}.bn.{m[2]}"),
+        (r"layer1\.(\d+)\.conv(\d)\.(.+)", lambda m: f"stage1.{m[1]}.conv{m[2]}.conv.{m[3]}"),
+        (r"layer1\.(\d+)\.bn(\d)\.(.+)", lambda m: f"stage1.{m[1]}.conv{m[2]}.bn.{m[3]}"),
+        (r"layer1\.(\d+)\.downsample\.([01])\.(.+)", lambda m: f"stage1.{m[1]}.downsample.{_BN_OR_CONV[int(m[2])]}.{m[3]}"),
+        (r"transition(\d)\.(\d+)\.(\d+)\.([01])\.(.+)",
+         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.{m[3]}.{_BN_OR_CONV[int(m[4])]}.{m[5]}"),
+        (r"transition(\d)\.(\d+)\.([01])\.(.+)",
+         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.0.{_BN_OR_CONV[int(m[3])]}.{m[4]}"),
+        (r"stage(\d)\.(\d+)\.branches\.(\d+)\.(\d+)\.(.+)",
+         lambda m: (lambda r: None if r is None else f"stage{m[1]}.hr_modules.{m[2]}.branches.{m[3]}.{m[4]}.{r}")(
+             _rename_block(m[5]))),
+        (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.(\d+)\.([0-3])\.(.+)",
+         lambda m: f"stage{m[1]}.hr_modules.{m[2]}.fusion.paths.{m[3]}.{m[4]}.{m[5]}.{_SEPARABLE[int(m[6])]}.{m[7]}"),
+        (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.([01])\.(.+)",
+         lambda m: f"stage{m[1]}.hr_modules.{m[2]}.fusion.paths.{m[3]}.{m[4]}.{_BN_OR_CONV[int(m[5])]}.{m[6]}"),
+        (r"incre_modules\.(\d+)\.0\.conv(\d)\.(.+)", lambda m: f"head.incre.{m[1]}.conv{m[2]}.conv.{m[3]}"),
+        (r"incre_modules\.(\d+)\.0\.bn(\d)\.(.+)", lambda m: f"head.incre.{m[1]}.conv{m[2]}.bn.{m[3]}"),
+        (r"incre_modules\.(\d+)\.0\.downsample\.([01])\.(.+)",
+         lambda m: f"head.incre.{m[1]}.downsample.{_BN_OR_CONV[int(m[2])]}.{m[3]}"),
+        (r"downsamp_modules\.(\d+)\.([0-3])\.(.+)", lambda m: f"head.downsamp.{m[1]}.{_SEPARABLE[int(m[2])]}.{m[3]}"),
+        (r"final_layer\.([01])\.(.+)", lambda m: f"head.final.{_BN_OR_CONV[int(m[1])]}.{m[2]}"),
+        (r"classifier\.(.+)", lambda m: f"head.fc.{m[1]}"),
+        (r"(?:keypoint_head|head)\.final_layer\.(.+)", lambda m: f"head.conv.{m[1]}"),
+    ]
+    for pattern, build in rules:
+        m = re.fullmatch(pattern, key)
+        if m:
+            return build(m)
+    return key
+
+
+def _strip_backbone(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    return {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in sd.items()}
+
+
+def _merge_qkv(sd: StateDict) -> StateDict:
+    out: StateDict = {}
+    for k, v in sd.items():
+        m = re.fullmatch(r"(.+\.attn)\.q_proj\.(\w+)", k)
+        if m:
+            base, p = m[1], m[2]
+            out[f"{base}.qkv.{p}"] = torch.cat([v, sd[f"{base}.k_proj.{p}"], sd[f"{base}.v_proj.{p}"]], 0)
+        elif not re.fullmatch(r".+\.attn\.[kv]_proj\.\w+", k):
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- architecture inference
+def _count(keys: List[str], pattern: str) -> int:
+    found = {int(m[1]) for k in keys for m in [re.match(pattern, k)] if m}
+    return max(found) + 1 if found else 0
+
+
+def infer_model_kwargs(sd: Mapping[str, torch.Tensor], layout: str) -> Dict[str, Any]:
+    """``create_model`` keyword arguments (``name`` included) that fit an original-layout state dict
+    (with ``backbone.`` stripped)."""
+    keys = list(sd)
+    try:
+        channels = tuple(int(sd[f"stage4.0.branches.{b}.0.norm1.weight"].shape[0]) for b in range(4))
+    except KeyError:
+        raise CheckpointLayoutError(
+            "cannot infer the architecture: missing stage4.0.branches.{0..3}.0.norm1.weight "
+            "(only HRFormer transformer-block checkpoints with 4 branches are supported)"
+        ) from None
+    modules = (1,) + tuple(_count(keys, rf"stage{s}\.(\d+)\.") for s in (2, 3, 4))
+    blocks = _count(keys, r"stage2\.0\.branches\.0\.(\d+)\.")
+    stage1_blocks = _count(keys, r"layer1\.(\d+)\.")
+    ffn_key = "mlp" if layout != "mmpose" else "ffn"
+    hidden = sd[f"stage2.0.branches.0.0.{ffn_key}.fc1.weight"].shape[0]
+    mlp_ratio = hidden / channels[0]
+    ffn_dw = f"stage2.0.branches.0.0.{ffn_key}.dw3x3.weight" in sd
+    stem_width = int(sd["conv1.weight"].shape[0])
+    tables = [f"stage4.0.branches.{b}.0.attn.attn.relative_position_bias_table" for b in range(4)]
+    has_table = all(t in sd for t in tables)
+    arch = next((n for n, c in ARCHS.items() if c.channels == channels), None)
+    if has_table:
+        heads = tuple(int(sd[t].shape[1]) for t in tables)
+        window = int(round(math.sqrt(sd[tables[0]].shape[0]))) // 2 + 1
+    else:
+        base = ARCHS[arch] if arch else None
+        heads = base.heads if base else tuple(max(1, c // 32) for c in channels)
+        window = 7
+    config = HRFormerConfig(
+        channels=channels, heads=heads, modules=modules, blocks=blocks, mlp_ratio=mlp_ratio, window_size=window,
+        stem_width=stem_width, stage1_blocks=stage1_blocks, ffn_dw=ffn_dw,
+    )
+    base_config = ARCHS[arch] if arch else ARCHS["hrformer_t"]
+    overrides = {k: v for k, v in config.to_dict().items() if base_config.to_dict()[k] != v}
+
+    last = modules[3] - 1
+    multiscale = any(k.startswith(f"stage4.{last}.fuse_layers.1.") for k in keys)
+    kwargs: Dict[str, Any] = {"name": arch or "hrformer_t", **overrides}
+    if "classifier.weight" in sd:
+        kwargs.update(head="classification", num_classes=int(sd["classifier.weight"].shape[0]))
+    elif any(k.endswith("final_layer.weight") and "head" in k for k in keys):
+        w = next(sd[k] for k in keys if k.endswith("final_layer.weight") and "head" in k)
+        kwargs.update(head="pose", num_keypoints=int(w.shape[0]))
+    else:
+        kwargs.update(head=None)
+    kwargs.update(
+        rel_pos_bias=has_table and layout != "official_pose",
+        upsample_mode="nearest" if layout == "official_cls" else "bilinear",
+        multiscale_output=multiscale,
+    )
+    return kwargs
+
+
+# --------------------------------------------------------------------------- public API
+def convert_original(
+    checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+) -> Tuple[StateDict, Dict[str, Any]]:
+    """Original checkpoint (path or state dict, any known layout) -> (our state dict, ``create_model``
+    keyword arguments including ``name``) such that ``create_model(**kwargs)`` loads it strictly.
+
+    BatchNorm ``num_batches_tracked`` counters missing from the source are filled with zeros; the
+    dead relative position tables of the official pose code and the position index buffers are dropped.
+    """
+    obj = _load_path(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    sd = unwrap_state_dict(obj)
+    layout = detect_layout(sd)
+    if layout == "hrformer":
+        raise CheckpointLayoutError(
+            "this state dict already uses hrformer's own key names; load it with model.load_state_dict "
+            "or hrformer.from_pretrained"
+        )
+    sd = _strip_backbone(sd)
+    kwargs = infer_model_kwargs(sd, layout)
+    renamed: StateDict = {}
+    for k, v in sd.items():
+        new = rename_original_key(k)
+        if new is not None:
+            renamed[new] = v
+    renamed = _merge_qkv(renamed)
+    if not kwargs["rel_pos_bias"]:
+        renamed = {k: v for k, v in renamed.items() if not k.endswith("relative_position_bias_table")}
+    for k in [k for k in renamed if k.endswith(".running_var")]:
+        counter = k[: -len("running_var")] + "num_batches_tracked"
+        renamed.setdefault(counter, torch.tensor(0, dtype=torch.long))
+    kwargs["layout"] = layout
+    return renamed, kwargs
+
+
+def load_state_dict_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what is missing / unexpected / misshapen."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        def show(items: List[str]) -> str:
+            return ", ".join(items[:8]) + (f" ... (+{len(items) - 8} more)" if len(items) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches: {show(shapes)}")
+        raise CheckpointLayoutError(f"{source} does not match the model: " + "; ".join(parts))
+    model.load_state_dict(sd, strict=True)
+
+
+def from_original(
+    checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+    arch: Optional[str] = None,
+    **overrides: Any,
+):
+    """Build the model an original checkpoint describes (architecture, head, semantics) and load it
+    strictly. ``arch`` forces a registered architecture; ``overrides`` change constructor arguments
+    that do not affect the weights (e.g. ``mask_padding``)."""
+    from .registry import create_model
+
+    sd, kwargs = convert_original(checkpoint)
+    layout = kwargs.pop("layout")
+    if arch is not None:
+        kwargs["name"] = arch
+    kwargs.update(overrides)
+    model = create_model(**kwargs)
+    load_state_dict_strict(model, sd, source=f"{layout} checkpoint")
+    model.eval()
+    return model

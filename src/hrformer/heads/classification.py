@@ -1,0 +1,49 @@
+"""The ImageNet classification head of the original HRFormer."""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+from torch import nn
+
+from ..layers.conv_blocks import Bottleneck
+from ..layers.conv_norm_act import ConvNormAct
+from ..layers.fusion import SeparableDownsample
+
+HEAD_PLANES = (32, 64, 128, 256)
+
+
+class ClassificationHead(nn.Module):
+    """Per-branch depth-wise bottlenecks to 128/256/512/1024 channels, strided depth-wise-separable
+    fusion from high to low resolution, 1x1 conv to ``num_features`` + BN + ReLU, global average
+    pool, dropout, linear.
+
+    Shapes: 4 maps (B, C_i, H_i, W_i) -> (B, num_classes), or (B, num_features) with ``pre_logits``.
+    """
+
+    def __init__(
+        self, in_chs: Sequence[int], num_classes: int = 1000, num_features: int = 2048, drop_rate: float = 0.0
+    ) -> None:
+        super().__init__()
+        widths = [p * Bottleneck.expansion for p in HEAD_PLANES[: len(in_chs)]]
+        self.incre = nn.ModuleList(
+            Bottleneck(c, p, depthwise=True) for c, p in zip(in_chs, HEAD_PLANES)
+        )
+        self.downsamp = nn.ModuleList(
+            SeparableDownsample(widths[i], widths[i + 1], act=True, bias=True) for i in range(len(in_chs) - 1)
+        )
+        self.final = ConvNormAct(widths[-1], num_features, 1, bias=True, act_layer=nn.ReLU)
+        self.num_features = num_features
+        self.drop = nn.Dropout(drop_rate)
+        self.fc: nn.Module = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, feats: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        y = self.incre[0](feats[0])
+        for incre, down, f in zip(self.incre[1:], self.downsamp, feats[1:]):
+            y = incre(f) + down(y)
+        y = self.final(y).mean(dim=(2, 3))
+        return y if pre_logits else self.fc(self.drop(y))

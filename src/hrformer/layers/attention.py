@@ -1,0 +1,138 @@
+"""Multi-head self-attention inside non-overlapping local windows."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .window import (
+    crop_padding,
+    pad_to_windows,
+    padding_key_mask,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_unpartition,
+)
+
+
+class LocalWindowAttention(nn.Module):
+    """Multi-head self-attention inside non-overlapping ``window x window`` windows.
+
+    Maps whose sides are not multiples of ``window`` are zero-padded, centred, and cropped back
+    afterwards. As in the original HRFormer code the padded tokens take part in attention unless
+    ``mask_padding=True``. ``shift_size > 0`` rolls the padded map first (Swin-style shifted
+    windows) and masks attention across the rolled seams.
+
+    Shapes: (B, H, W, C) -> (B, H, W, C), any H and W.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        rel_pos_bias: bool = True,
+        mask_padding: bool = False,
+        shift_size: int = 0,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.mask_padding = mask_padding
+        self.attn_drop = attn_drop
+        # q, k and v rows stacked in that order, each split into contiguous per-head groups.
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        if rel_pos_bias:
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+            self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        else:
+            self.relative_position_bias_table = None
+
+    @property
+    def rel_pos_bias(self) -> bool:
+        return self.relative_position_bias_table is not None
+
+    def relative_position_bias(self) -> torch.Tensor:
+        """(heads, window**2, window**2) additive bias."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        return bias.reshape(n, n, self.num_heads).permute(2, 0, 1)
+
+    def _allowed(
+        self, height: int, width: int, pads: Tuple[int, int, int, int], device: torch.device
+    ) -> Optional[torch.Tensor]:
+        """(nW, N, N) boolean 'may attend' mask over the windows of the padded map, or None."""
+        k = self.window_size
+        padded = any(pads)
+        if not self.shift_size and not (self.mask_padding and padded):
+            return None
+        n = k * k
+        hp, wp = height + pads[0] + pads[1], width + pads[2] + pads[3]
+        allowed = torch.ones((hp // k) * (wp // k), n, n, dtype=torch.bool, device=device)
+        if self.mask_padding and padded:
+            valid = padding_key_mask(height, width, k, pads, device)
+            if self.shift_size:
+                valid = window_partition(
+                    torch.roll(window_unpartition(valid.transpose(1, 2), k, hp, wp),
+                               (-self.shift_size, -self.shift_size), (1, 2)), k
+                ).transpose(1, 2)
+            allowed = allowed & valid
+        if self.shift_size:
+            allowed = allowed & shifted_window_mask(hp, wp, k, self.shift_size, device)
+        # A query always sees itself, so rows made only of masked keys cannot produce NaNs.
+        return allowed | torch.eye(n, dtype=torch.bool, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        k, s = self.window_size, self.shift_size
+        x, pads = pad_to_windows(x, k)
+        hp, wp = x.shape[1], x.shape[2]
+        if s:
+            x = torch.roll(x, (-s, -s), (1, 2))
+        windows = window_partition(x, k)  # (B*nW, N, C)
+        n = k * k
+        qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd)
+
+        mask: Optional[torch.Tensor] = None
+        allowed = self._allowed(h, w, pads, x.device)
+        if allowed is not None:
+            num_windows = allowed.shape[0]
+            q, key, v = (t.reshape(b, num_windows, self.num_heads, n, self.head_dim) for t in (q, key, v))
+            mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+            mask = mask.unsqueeze(1)  # (nW, 1, N, N)
+        if self.relative_position_bias_table is not None:
+            bias = self.relative_position_bias().to(q.dtype)
+            mask = bias if mask is None else mask + bias
+        out = F.scaled_dot_product_attention(
+            q, key, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        out = out.reshape(-1, self.num_heads, n, self.head_dim).transpose(1, 2).reshape(-1, n, c)
+        out = self.proj_drop(self.proj(out))
+        x = window_unpartition(out, k, hp, wp)
+        if s:
+            x = torch.roll(x, (s, s), (1, 2))
+        return crop_padding(x, pads)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
+            f"rel_pos_bias={self.rel_pos_bias}, shift_size={self.shift_size}, mask_padding={self.mask_padding}"
+        )

@@ -1,0 +1,32 @@
+"""The multi-resolution module: parallel branches, then fusion."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .fusion import Fusion
+
+
+class HRModule(nn.Module):
+    """Runs each branch on its own resolution, then exchanges information with :class:`Fusion`.
+
+    Shapes: list of (B, C_i, H_i, W_i) -> list of ``fusion`` outputs (all branches unless the
+    fusion keeps fewer).
+    """
+
+    def __init__(self, branches: Sequence[nn.Module], fusion: Optional[Fusion]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.fusion = fusion
+        self.grad_checkpointing = False
+
+    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            xs = [checkpoint(branch, x, use_reentrant=False) for branch, x in zip(self.branches, xs)]
+        else:
+            xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        return self.fusion(xs) if self.fusion is not None else xs
