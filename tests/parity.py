@@ -1,0 +1,111 @@
+"""Helpers for the parity fixtures (tests/fixtures/parity, derived from ../shared/parity by
+scripts/make_parity_fixtures.py): deterministic weights, inputs, and reference samples."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import torch
+from safetensors.torch import load_file
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity"
+SHARED_PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
+VARIANTS = sorted(p.name[: -len(".json.gz")] for p in FIXTURES.glob("*.json.gz"))
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32}
+
+
+def deterministic_tensor(key: str, shape, dtype: torch.dtype) -> torch.Tensor:
+    """The ``hrformer-parity-v1`` value of one floating-point entry: depends only on key and shape."""
+    shape = tuple(int(s) for s in shape)
+    gen = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
+
+    def randn() -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+    if key.endswith("running_var"):
+        out = 0.5 + torch.rand(shape, generator=gen, dtype=torch.float32)
+    elif key.endswith("running_mean"):
+        out = 0.1 * randn()
+    elif len(shape) == 1 and key.endswith(".weight"):
+        out = 1.0 + 0.1 * randn()
+    elif key.endswith(".bias"):
+        out = 0.1 * randn()
+    elif key.endswith("relative_position_bias_table"):
+        out = randn()
+    elif len(shape) >= 2:
+        out = randn() * (1.0 / math.sqrt(math.prod(shape[1:])))
+    else:
+        out = 0.1 * randn()
+    return out.to(dtype)
+
+
+@lru_cache(maxsize=None)
+def manifest(variant: str) -> dict:
+    with gzip.open(FIXTURES / f"{variant}.json.gz", "rt") as f:
+        return json.load(f)
+
+
+def original_state_dict(variant: str, multiscale: bool = False) -> Dict[str, torch.Tensor]:
+    """Weights in the original layout (floating-point entries only, as ``make_weights.py`` gives)."""
+    m = manifest(variant)
+    entries = m["keys"] + (m["keys_multiscale_extra"] if multiscale else [])
+    return {name: deterministic_tensor(name, shape, _DTYPES[dtype])
+            for name, shape, dtype in entries if _DTYPES[dtype].is_floating_point}
+
+
+def parity_input(size: str) -> torch.Tensor:
+    h, w = (int(s) for s in size.split("x"))
+    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+
+@lru_cache(maxsize=None)
+def samples(variant: str) -> Dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / f"{variant}.samples.safetensors"))
+
+
+def reference_outputs(variant: str, size: str) -> List[str]:
+    return sorted(n.split(".", 2)[2] for n in manifest(variant)["outputs"] if n.split(".")[1] == size)
+
+
+def relative_error(variant: str, size: str, name: str, output: torch.Tensor) -> float:
+    """max |ours - ref| / max |ref| over the stored sample positions of one output."""
+    key = f"out.{size}.{name}"
+    meta = manifest(variant)["outputs"][key]
+    ref_shape = meta["shape"]
+    output = output[: ref_shape[0]]
+    assert list(output.shape) == ref_shape, f"{key}: shape {list(output.shape)} vs reference {ref_shape}"
+    idx, val = samples(variant)[f"idx.{key}"], samples(variant)[f"val.{key}"]
+    ours = output.reshape(-1)[idx]
+    return float((ours - val).abs().max()) / meta["absmax"]
+
+
+def run_outputs(model, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """All outputs the fixtures name, from one eval forward pass of ``model``."""
+    prefuse: List[torch.Tensor] = []
+    fusion = model.stage4.hr_modules[-1].fusion
+    handle = fusion.register_forward_pre_hook(lambda mod, args: prefuse.extend(args[0]))
+    try:
+        with torch.no_grad():
+            feats = model.forward_features(x)
+            out = model.forward_head(feats) if model.head is not None else None
+    finally:
+        handle.remove()
+    outs = {f"stage4.{i}": f for i, f in enumerate(feats)}
+    outs.update({f"stage4_ms.{i}": f for i, f in enumerate(feats) if i > 0})
+    outs.update({f"stage4_last_prefuse.{i}": p for i, p in enumerate(prefuse)})
+    if out is not None:
+        outs["logits" if model.head_type == "classification" else "heatmaps"] = out
+    return outs
+
+
+def split_name(variant: str) -> Tuple[str, str]:
+    """``official_cls_hrt_tiny`` -> (``official_cls``, ``hrformer_t``)."""
+    layout = "mmpose" if variant.startswith("mmpose") else "_".join(variant.split("_")[:2])
+    return layout, "hrformer_" + variant.rsplit("_", 1)[1][0]

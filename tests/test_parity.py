@@ -1,0 +1,75 @@
+"""Numerical parity with the original implementations (official HRFormer cls/pose code, mmpose)
+through ``from_original``, on deterministic weights, for every stored output."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+import hrformer
+from hrformer.convert import convert_original
+from parity import (
+    SHARED_PARITY,
+    VARIANTS,
+    manifest,
+    original_state_dict,
+    parity_input,
+    reference_outputs,
+    relative_error,
+    run_outputs,
+    split_name,
+)
+
+TOL = 1e-5  # relative to max|ref|, as in ../shared/parity/README.md
+
+
+def test_fixtures_present():
+    assert len(VARIANTS) == 9
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parity(variant):
+    layout, arch = split_name(variant)
+    sd = original_state_dict(variant)
+    model = hrformer.from_original(sd)
+    assert not model.training
+    _, kwargs = convert_original(sd)
+    assert kwargs["layout"] == layout
+    assert kwargs["name"] == arch
+    errors = {}
+    for size in manifest(variant)["sizes"]:
+        outs = run_outputs(model, parity_input(size))
+        for name in reference_outputs(variant, size):
+            if name.startswith("stage4_ms."):
+                continue  # multi-scale outputs: separate model, below
+            errors[f"{size}.{name}"] = relative_error(variant, size, name, outs[name])
+    assert errors, "no outputs compared"
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, f"parity errors above {TOL}: {bad}"
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if manifest(v)["keys_multiscale_extra"]])
+def test_parity_multiscale_last_stage(variant):
+    """mmpose built with extra.stage4.multiscale_output=True: all four fused maps."""
+    model = hrformer.from_original(original_state_dict(variant, multiscale=True))
+    assert model.multiscale_output and len(model.feature_info) == 4
+    names = [n for n in reference_outputs(variant, "256x192") if n.startswith("stage4_ms.")]
+    assert names
+    outs = run_outputs(model, parity_input("256x192"))
+    for name in names:
+        assert relative_error(variant, "256x192", name, outs[name]) <= TOL, name
+
+
+@pytest.mark.skipif(not (SHARED_PARITY / "make_weights.py").exists(), reason="../shared/parity not present")
+def test_weights_match_shared_generator():
+    spec = importlib.util.spec_from_file_location("make_weights", SHARED_PARITY / "make_weights.py")
+    mw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mw)
+    variant = "official_cls_hrt_tiny"
+    ours = original_state_dict(variant)
+    theirs = mw.state_dict_from_manifest(str(SHARED_PARITY / f"{variant}.keys.json"))
+    assert ours.keys() == {k for k, v in theirs.items() if v.is_floating_point()}
+    for k, v in ours.items():
+        assert torch.equal(v, theirs[k]), k
