@@ -7,6 +7,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from .batch_norm import BatchNorm2d
+
 
 class ConvNormAct(nn.Module):
     """``act(bn(conv(x)))``; ``act`` may be omitted.
@@ -30,7 +32,7 @@ class ConvNormAct(nn.Module):
         self.conv = nn.Conv2d(
             in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=bias
         )
-        self.bn: nn.Module = nn.BatchNorm2d(out_chs)
+        self.bn: nn.Module = BatchNorm2d(out_chs)
         self.act: nn.Module = act_layer() if act_layer is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
