@@ -1,4 +1,4 @@
-"""Command line: ``hrformer info`` (default) and friends."""
+"""Command line: ``hrformer info`` (default), ``hrformer list``, ``hrformer convert``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
+import torch
+
+from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
 from .config import ARCHS
+from .convert import detect_layout, from_original
+from .hub import save_pretrained
+from .pretrained import get_pretrained_cfg
 from .profile import count_params, paper_pose_gflops, profile
-from .registry import build_model, get_model_entry, list_models
+from .registry import (
+    build_model,
+    find_architecture,
+    from_pretrained,
+    get_model_entry,
+    list_models,
+    split_model_name,
+)
 
 # The paper's published numbers (HRFormer, NeurIPS 2021: Table 2 models, Tables 3 and 5).
 PUBLISHED = {
@@ -87,10 +100,87 @@ def _add_info(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _head_text(model) -> str:
+    if model.head_type == "pose":
+        return f"pose, {model.num_keypoints} keypoints"
+    if model.head_type in ("classification", "segmentation"):
+        return f"{model.head_type}, {model.num_classes} classes"
+    return "none (backbone)"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if not args.pretrained:
+        rows = [["model", "channels", "description"]]
+        for name in list_models(args.pattern):
+            entry = get_model_entry(name)
+            rows.append([name, "/".join(map(str, entry.config.channels)), entry.description])
+        print(_table(rows))
+        return 0
+    rows = [["name", "head", "input", "reported", "original file", "licence", "hub repo (planned)"]]
+    for name in list_models(args.pattern, pretrained=True):
+        cfg = get_pretrained_cfg(*split_model_name(name))
+        kwargs = cfg.model_kwargs
+        head = kwargs["head"] or "none"
+        metric = ", ".join(f"{k} {v}" for k, v in cfg.metrics.items()) or "-"
+        original = f"{cfg.layout or 'layout unverified'}, {'download' if cfg.url else 'by hand'}"
+        rows.append([name, head, "x".join(map(str, cfg.input_size[1:])), metric, original, cfg.license,
+                     cfg.hf_hub_id or "-"])
+    print(_table(rows))
+    return 0
+
+
+def _fields(rows: List[List[str]]) -> str:
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        checkpoint = read_checkpoint(args.src)
+        sd = unwrap_state_dict(checkpoint)
+        layout = detect_layout(sd)
+        model = from_original(checkpoint, arch=args.arch)
+        weights, config = save_pretrained(model, args.dst)
+        reloaded = from_pretrained(weights)
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ours, theirs = model.state_dict(), reloaded.state_dict()
+    identical = ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())
+    print(_fields([
+        ["source", f"{args.src} ({layout} layout, {len(sd)} tensors)"],
+        ["architecture", f"{find_architecture(model.config) or 'unregistered'} "
+                         f"(channels {'/'.join(map(str, model.config.channels))})"],
+        ["head", _head_text(model)],
+        ["semantics", f"rel_pos_bias={model.rel_pos_bias}, upsample_mode={model.upsample_mode}, "
+                      f"multiscale_output={model.multiscale_output}"],
+        ["wrote", f"{weights} ({len(ours)} tensors), {config}"],
+        ["verified", "strict reload, all tensors identical" if identical else "MISMATCH after reload"],
+    ]))
+    return 0 if identical else 1
+
+
+def _add_list(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("list", help="registered models, or with --pretrained the weights registry")
+    p.add_argument("pattern", nargs="?", default="", help="wildcard, e.g. 'hrformer_s*'")
+    p.add_argument("--pretrained", action="store_true", help="list the arch.tag weights")
+    p.set_defaults(func=cmd_list)
+
+
+def _add_convert(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("convert", help="original checkpoint -> model.safetensors + config.json, verified")
+    p.add_argument("src", help="official or mmpose checkpoint (.pth/.pt/.bin/.safetensors)")
+    p.add_argument("dst", help="output directory, or a .safetensors path (config.json is written beside it)")
+    p.add_argument("--arch", help="force a registered architecture (default: inferred from the tensor shapes)")
+    p.set_defaults(func=cmd_convert)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrformer", description="High-Resolution Transformer models")
     sub = parser.add_subparsers(dest="command")
     _add_info(sub)
+    _add_list(sub)
+    _add_convert(sub)
     return parser
 
 

@@ -19,66 +19,31 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
+from .checkpoint import (
+    CheckpointError,
+    CheckpointLayoutError,
+    CheckpointReadError,
+    StateDict,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from .config import ARCHS, HRFormerConfig
 
-StateDict = Dict[str, torch.Tensor]
+__all__ = [
+    "LAYOUTS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "convert_original",
+    "detect_layout", "from_original", "infer_model_kwargs", "load_state_dict_strict", "rename_original_key",
+    "unwrap_state_dict",
+]
 
 LAYOUTS = ("official_cls", "official_pose", "mmpose", "hrformer")
-_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "net")
-_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+_load_path = read_checkpoint  # the name this module used before checkpoint.py existed
 
 
-class CheckpointLayoutError(ValueError):
-    """The checkpoint matches none of the known layouts, or not the model it should build."""
-
-
-# --------------------------------------------------------------------------- reading
-def _load_path(path: Union[str, os.PathLike]) -> Mapping[str, Any]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path)
-        except Exception as e:  # safetensors raises its own error types
-            raise CheckpointLayoutError(f"{path}: not a readable safetensors file ({e})") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointLayoutError(
-            f"{path}: could not be read as a PyTorch checkpoint with weights_only=True ({type(e).__name__}: {e}). "
-            "Files that need arbitrary code to unpickle are refused; re-save the state_dict or use safetensors."
-        ) from None
-
-
-def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
-    """Find the tensors in a checkpoint: ``state_dict``/``model``/EMA wrappers, ``module.`` prefixes."""
-    seen = 0
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()) and seen < 4:
-        for key in _WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-        else:
-            break
-        seen += 1
-    if not isinstance(obj, Mapping):
-        raise CheckpointLayoutError(f"expected a state dict (mapping of tensors), got {type(obj).__name__}")
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise CheckpointLayoutError("the checkpoint holds no tensors")
-    for prefix in _STRIP_PREFIXES:
-        if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
-
-
+# --------------------------------------------------------------------------- detection
 def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
     """One of :data:`LAYOUTS`, or :class:`CheckpointLayoutError` naming what is missing."""
     keys = list(sd)
@@ -246,7 +211,7 @@ def convert_original(
     BatchNorm ``num_batches_tracked`` counters missing from the source are filled with zeros; the
     dead relative position tables of the official pose code and the position index buffers are dropped.
     """
-    obj = _load_path(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    obj = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     sd = unwrap_state_dict(obj)
     layout = detect_layout(sd)
     if layout == "hrformer":
@@ -271,10 +236,19 @@ def convert_original(
     return renamed, kwargs
 
 
-def load_state_dict_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """``load_state_dict(strict=True)`` with an error that lists what is missing / unexpected / misshapen."""
+def load_state_dict_strict(
+    model: torch.nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    allow_missing: Collection[str] = (),
+) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what is missing / unexpected / misshapen.
+
+    Keys in ``allow_missing`` may be absent from ``sd`` (they keep the model's values). Nothing is
+    loaded unless everything else matches.
+    """
     own = model.state_dict()
-    missing = [k for k in own if k not in sd]
+    missing = [k for k in own if k not in sd and k not in allow_missing]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
@@ -290,7 +264,7 @@ def load_state_dict_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches: {show(shapes)}")
         raise CheckpointLayoutError(f"{source} does not match the model: " + "; ".join(parts))
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=not any(k not in sd for k in allow_missing))
 
 
 def from_original(

@@ -1,14 +1,18 @@
-"""Model registry: ``create_model`` and ``list_models`` in the timm manner."""
+"""Model registry and factory in the timm manner: ``create_model``, ``list_models``, ``from_pretrained``."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from dataclasses import fields
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .config import ARCHS, HRFormerConfig
+from .hub import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, read_config, resolve_saved
 from .model import HRFormer
+from .pretrained import PretrainedCfg, get_pretrained_cfg, list_pretrained
+from .weights import load_pretrained, load_weights
 
 _CONFIG_FIELDS = {f.name for f in fields(HRFormerConfig)}
 
@@ -54,19 +58,44 @@ def get_model_entry(name: str) -> ModelEntry:
     return _MODELS[arch]
 
 
+def find_architecture(config: HRFormerConfig) -> Optional[str]:
+    """The registered name whose configuration is ``config``, if any."""
+    return next((name for name, entry in _MODELS.items() if entry.config == config), None)
+
+
 def list_models(pattern: Union[str, Sequence[str]] = "", pretrained: bool = False) -> List[str]:
     """Registered model names matching a wildcard ``pattern`` (or any of several).
 
-    With ``pretrained=True`` lists the ``arch.tag`` names that have weights.
+    With ``pretrained=True`` lists the ``arch.tag`` names that have weights (see :mod:`hrformer.pretrained`).
     """
     if pretrained:
-        raise NotImplementedError("pretrained weights are not available yet")
+        return list_pretrained(pattern)
     names = sorted(_MODELS)
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     patterns = [p for p in patterns if p]
     if not patterns:
         return names
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def _instantiate(
+    name: str,
+    config: HRFormerConfig,
+    model_kwargs: Dict[str, Any],
+    features_only: bool,
+    out_indices: Optional[Sequence[int]],
+) -> HRFormer:
+    model_kwargs = dict(model_kwargs)
+    arch_changes = {k: model_kwargs.pop(k) for k in list(model_kwargs) if k in _CONFIG_FIELDS}
+    config = config.with_(**arch_changes) if arch_changes else config
+    if features_only:
+        model_kwargs["head"] = None
+    if out_indices is not None:
+        model_kwargs["out_indices"] = out_indices
+    try:
+        return HRFormer(config, **model_kwargs)
+    except TypeError as e:
+        raise TypeError(f"create_model({name!r}): {e}") from None
 
 
 def build_model(
@@ -78,33 +107,92 @@ def build_model(
     """Build an untrained model. Keyword arguments that are :class:`HRFormerConfig` fields change
     the architecture (``ffn_dw=False``, ``shift_windows=True``...); the rest go to :class:`HRFormer`."""
     entry = get_model_entry(name)
-    arch_changes = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG_FIELDS}
-    config = entry.config.with_(**arch_changes) if arch_changes else entry.config
-    model_kwargs: Dict[str, Any] = {**entry.defaults, **kwargs}
-    if features_only:
-        model_kwargs["head"] = None
-        if out_indices is not None:
-            model_kwargs["out_indices"] = out_indices
-    elif out_indices is not None:
-        model_kwargs["out_indices"] = out_indices
-    try:
-        return HRFormer(config, **model_kwargs)
-    except TypeError as e:
-        raise TypeError(f"create_model({name!r}): {e}") from None
+    return _instantiate(name, entry.config, {**entry.defaults, **kwargs}, features_only, out_indices)
+
+
+def _create_saved(
+    source: Union[str, "os.PathLike[str]"],
+    load: bool,
+    features_only: bool,
+    out_indices: Optional[Sequence[int]],
+    revision: Optional[str],
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]],
+    kwargs: Dict[str, Any],
+) -> HRFormer:
+    weights, config_path = resolve_saved(source, revision, cache_dir, weights=load)
+    saved = read_config(config_path)
+    name = saved.get("architecture") or os.fspath(source)
+    model = _instantiate(name, HRFormerConfig.from_dict(saved["config"]), {**saved["model_kwargs"], **kwargs},
+                         features_only, out_indices)
+    pretrained_cfg = saved.get("pretrained_cfg")
+    model.pretrained_cfg = PretrainedCfg.from_dict(pretrained_cfg) if pretrained_cfg else None
+    if weights is not None:
+        load_weights(model, weights)
+    return model
 
 
 def create_model(
     name: str,
-    pretrained: Union[bool, str] = False,
+    pretrained: Union[bool, str, "os.PathLike[str]"] = False,
     features_only: bool = False,
     out_indices: Optional[Sequence[int]] = None,
+    *,
+    checkpoint_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    revision: Optional[str] = None,
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     **kwargs: Any,
 ) -> HRFormer:
     """Create an HRFormer by name, e.g. ``create_model("hrformer_b", head="pose")``.
 
+    Names: ``arch`` (``hrformer_s``), ``arch.tag`` (``hrformer_s.coco_256x192``: the model the
+    weights ``tag`` need, see ``list_models(pretrained=True)``), ``hf-hub:org/name[@revision]`` and
+    ``local-dir:path`` (a model written by :func:`hrformer.save_pretrained`).
+
+    ``pretrained=True`` loads the weights of the tag (a bare ``arch`` picks its default tag) from the
+    Hugging Face Hub (``revision``, ``cache_dir``), else from the original release URL.
+    ``pretrained="path"`` or ``checkpoint_path="path"`` loads a local file instead (.safetensors or
+    .pth; hrformer, official or mmpose layout). Loading is strict; a different head size or head type
+    (``num_classes``, ``num_keypoints``, ``head``, ``features_only``) leaves the head initialised and
+    ``in_chans != 3`` adapts the first convolution, both logged on the ``hrformer`` logger.
+
     ``features_only=True`` returns the backbone, whose ``forward`` gives the maps in
     ``out_indices`` (default: all four) and whose ``feature_info`` describes them.
     """
-    if pretrained:
-        raise NotImplementedError("pretrained weights are not available yet")
-    return build_model(name, features_only=features_only, out_indices=out_indices, **kwargs)
+    if not isinstance(pretrained, bool):
+        if checkpoint_path is not None:
+            raise ValueError("give the local checkpoint once: pretrained='path' or checkpoint_path='path'")
+        if not os.path.exists(pretrained):
+            raise FileNotFoundError(
+                f"pretrained={os.fspath(pretrained)!r}: no such file. pretrained= takes True/False or the path of a "
+                "local checkpoint; choose published weights with the name's tag, e.g. 'hrformer_s.coco_256x192'"
+            )
+        checkpoint_path, pretrained = pretrained, False
+    if name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
+        model = _create_saved(name, pretrained, features_only, out_indices, revision, cache_dir, kwargs)
+        if checkpoint_path is not None:
+            load_weights(model, checkpoint_path)
+        return model
+    arch, tag = split_model_name(name)
+    get_model_entry(arch)
+    cfg = get_pretrained_cfg(arch, tag) if tag or (pretrained and checkpoint_path is None) else None
+    model = build_model(arch, features_only, out_indices, **{**(cfg.model_kwargs if cfg else {}), **kwargs})
+    model.pretrained_cfg = cfg
+    if pretrained or checkpoint_path is not None:
+        load_pretrained(model, cfg, checkpoint_path, revision, cache_dir)
+    return model
+
+
+def from_pretrained(
+    source: Union[str, "os.PathLike[str]"],
+    *,
+    revision: Optional[str] = None,
+    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
+    **kwargs: Any,
+) -> HRFormer:
+    """Rebuild a model written by :func:`hrformer.save_pretrained` / :func:`hrformer.push_to_hub`, in
+    eval mode: a local directory (or its ``.safetensors`` file), or a Hub repository
+    (``org/name``, ``hf-hub:org/name@revision``). ``kwargs`` change constructor arguments, with the
+    same head / ``in_chans`` rules as :func:`create_model`."""
+    return _create_saved(source, True, features_only, out_indices, revision, cache_dir, kwargs).eval()

@@ -1,0 +1,119 @@
+"""Reading checkpoint files safely: ``.safetensors``, and ``.pth``/``.pt``/``.bin``/``.ckpt`` through
+``torch.load(weights_only=True)`` only, then finding the state dict inside whatever wraps it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from typing import Any, Dict, List, Mapping, Union
+
+import torch
+
+StateDict = Dict[str, torch.Tensor]
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Looked for in this order: an EMA copy wins over the raw weights, as in timm's ``use_ema=True``.
+_WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "net")
+_STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used."""
+
+
+class CheckpointReadError(CheckpointError):
+    """The file is corrupt, truncated, or needs arbitrary code to unpickle."""
+
+
+class CheckpointLayoutError(CheckpointError):
+    """The checkpoint matches none of the known layouts, or not the model it should build."""
+
+
+def _numpy_data_globals() -> List[Any]:
+    """numpy scalars, arrays and dtypes, which mmcv/mmengine store in checkpoint metadata (e.g. a
+    best score). Rebuilding them runs no user code, so ``weights_only=True`` may accept them."""
+    if torch.__version__ < "2.6":  # (callable, legacy name) entries need torch 2.6
+        return []
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    found: List[Any] = [multiarray.scalar, multiarray._reconstruct, np.ndarray, np.dtype]
+    if hasattr(np, "dtypes"):  # numpy >= 1.25 pickles dtypes by class
+        found += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    if hasattr(np, "_core"):  # numpy 2 reading files pickled by numpy 1
+        found += [(multiarray.scalar, "numpy.core.multiarray.scalar"),
+                  (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
+    return found
+
+
+def _torch_load(path: str) -> Any:
+    safe_globals = _numpy_data_globals()
+    if safe_globals:
+        with torch.serialization.safe_globals(safe_globals):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
+    """The object stored in a checkpoint file, read without executing code from it.
+
+    Raises :class:`FileNotFoundError`, or :class:`CheckpointReadError` for a corrupt or truncated
+    file and for a pickle that needs anything beyond tensors and plain data.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointReadError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+    try:
+        return _torch_load(path)
+    except pickle.UnpicklingError as e:
+        needed = re.findall(r"GLOBAL (\S+)", str(e))
+        if "weights only load failed" not in str(e).lower() or not needed:
+            raise CheckpointReadError(f"{path}: corrupt or truncated checkpoint ({e})") from None
+        raise CheckpointReadError(
+            f"{path}: refused, unpickling it would run Python code ({', '.join(sorted(set(needed)))}). "
+            "hrformer reads .pth files with torch.load(weights_only=True) only. If you trust the file, "
+            "extract the weights yourself, e.g. torch.save(torch.load(f, weights_only=False)['state_dict'], "
+            "'weights.pth'), or save them as safetensors."
+        ) from None
+    except Exception as e:
+        raise CheckpointReadError(
+            f"{path}: not a readable PyTorch checkpoint, corrupt or truncated ({type(e).__name__}: {e})"
+        ) from None
+
+
+def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
+    """Find the tensors in a checkpoint: ``state_dict``/``model``/EMA wrappers (EMA preferred),
+    ``module.`` / ``_orig_mod.`` / ``model.`` prefixes; non-tensor entries are ignored."""
+    seen = 0
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()) and seen < 4:
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        else:
+            break
+        seen += 1
+    if not isinstance(obj, Mapping):
+        raise CheckpointLayoutError(f"expected a state dict (mapping of tensors), got {type(obj).__name__}")
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise CheckpointLayoutError("the checkpoint holds no tensors")
+    for prefix in _STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def read_state_dict(path: PathLike) -> StateDict:
+    """:func:`read_checkpoint` then :func:`unwrap_state_dict`."""
+    return unwrap_state_dict(read_checkpoint(path))

@@ -1,0 +1,227 @@
+"""Getting and publishing weight files: the Hugging Face Hub, the original release URLs, and our own
+format (``model.safetensors`` + ``config.json``). Nothing here touches the network at import."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from safetensors.torch import save_file
+
+from .checkpoint import PathLike
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+HF_HUB_PREFIX = "hf-hub:"
+LOCAL_DIR_PREFIX = "local-dir:"
+
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})(?:_\d+)?\.[A-Za-z0-9]+$")
+
+
+class WeightsUnavailableError(OSError):
+    """Weights could not be obtained: not published, not cached while offline, or a failed download."""
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE=1``: no network access, for the Hub and the original URLs alike."""
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def split_hub_id(hub_id: str) -> Tuple[str, Optional[str]]:
+    """``"hf-hub:org/name@rev"`` (prefix and revision optional) -> ``("org/name", "rev")``."""
+    if hub_id.startswith(HF_HUB_PREFIX):
+        hub_id = hub_id[len(HF_HUB_PREFIX):]
+    repo_id, _, revision = hub_id.partition("@")
+    return repo_id, revision or None
+
+
+# --------------------------------------------------------------------------- downloads
+def download_hub_file(
+    repo_id: str,
+    filename: str = WEIGHTS_NAME,
+    revision: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> str:
+    """Local path of ``filename`` from a Hub repository (cached, or downloaded with ``hf_hub_download``).
+
+    Raises :class:`WeightsUnavailableError` saying whether the machine is offline, the repository,
+    revision or file does not exist, or the download failed.
+    """
+    try:
+        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="hrformer")
+    except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
+        reason = ("not in the local cache, and offline mode is on (HF_HUB_OFFLINE=1)" if is_offline() else
+                  "not in the local cache, and the Hub could not be reached (is this machine offline?)")
+    except RevisionNotFoundError:
+        reason = f"the repository has no revision {revision!r}"
+    except RepositoryNotFoundError:
+        reason = "the repository does not exist on the Hub (not published yet, private, or misspelled)"
+    except EntryNotFoundError:
+        reason = f"the repository has no file {filename}"
+    except (HfHubHTTPError, OSError) as e:
+        reason = f"download failed ({type(e).__name__}: {e})"
+    at = f"@{revision}" if revision else ""
+    raise WeightsUnavailableError(f"Hugging Face Hub {repo_id}{at}, file {filename}: {reason}")
+
+
+def hash_prefix_in_name(filename: str) -> Optional[str]:
+    """The sha256 prefix a release file name carries: ``name-<sha256[:8+]>[_date].pth`` (torch.hub,
+    OpenMMLab), else ``None``."""
+    m = _HASH_IN_NAME.search(filename)
+    return m[1] if m else None
+
+
+def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> str:
+    """Local path of an original checkpoint, downloaded once into ``cache_dir`` (default
+    ``<torch hub dir>/checkpoints``) with a progress bar and, when the file name carries a hash
+    prefix, a sha256 check. A failed or mismatching download leaves nothing behind."""
+    filename = os.path.basename(urllib.parse.urlparse(url).path)
+    directory = os.fspath(cache_dir) if cache_dir is not None else os.path.join(torch.hub.get_dir(), "checkpoints")
+    path = os.path.join(directory, filename)
+    if os.path.isfile(path):
+        return path
+    if is_offline():
+        raise WeightsUnavailableError(f"{url}: not downloaded yet ({path}), and offline mode is on (HF_HUB_OFFLINE=1)")
+    os.makedirs(directory, exist_ok=True)
+    expected = hash_prefix_in_name(filename)
+    try:
+        torch.hub.download_url_to_file(url, path, hash_prefix=expected, progress=progress)
+    except RuntimeError as e:
+        if "invalid hash value" not in str(e):
+            raise
+        raise WeightsUnavailableError(
+            f"{url}: sha256 mismatch, the file name promises {expected}... ({e}); the download was discarded"
+        ) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise WeightsUnavailableError(f"{url}: download failed ({e})") from None
+    return path
+
+
+# --------------------------------------------------------------------------- our format
+def saved_paths(path: PathLike) -> Tuple[Path, Path]:
+    """(weights, config) of a saved model: ``dir/model.safetensors`` + ``dir/config.json``, or a
+    ``*.safetensors`` file with the ``config.json`` beside it."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path, path.parent / CONFIG_NAME
+    return path / WEIGHTS_NAME, path / CONFIG_NAME
+
+
+def model_config(model: torch.nn.Module, pretrained_cfg: Any = None) -> Dict[str, Any]:
+    """What ``config.json`` holds: the registered architecture name (if any), the full
+    :class:`HRFormerConfig`, the constructor arguments, and the pretrained config."""
+    from .registry import find_architecture
+
+    pretrained_cfg = pretrained_cfg if pretrained_cfg is not None else getattr(model, "pretrained_cfg", None)
+    model_kwargs = model.model_kwargs()
+    if model.head_type is None:  # a backbone returns the maps it was built for
+        model_kwargs["out_indices"] = list(model.out_indices)
+    return {
+        "architecture": find_architecture(model.config),
+        "config": model.config.to_dict(),
+        "model_kwargs": model_kwargs,
+        "pretrained_cfg": pretrained_cfg.to_dict() if pretrained_cfg is not None else None,
+    }
+
+
+def save_pretrained(model: torch.nn.Module, path: PathLike, pretrained_cfg: Any = None) -> Tuple[Path, Path]:
+    """Write ``model.safetensors`` and ``config.json`` into the directory ``path`` (or the weights to
+    ``path`` itself when it ends in ``.safetensors``); returns both paths.
+
+    ``pretrained_cfg`` (a :class:`~hrformer.pretrained.PretrainedCfg`) defaults to ``model.pretrained_cfg``.
+    """
+    weights, config = saved_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    config.write_text(json.dumps(model_config(model, pretrained_cfg), indent=2) + "\n")
+    return weights, config
+
+
+def read_config(path: PathLike) -> Dict[str, Any]:
+    """A ``config.json`` written by :func:`save_pretrained`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsUnavailableError(f"{path}: cannot read the model config ({e})") from None
+    if not isinstance(data, dict) or not {"config", "model_kwargs"} <= set(data):
+        raise WeightsUnavailableError(f"{path}: not an hrformer config.json (needs 'config' and 'model_kwargs')")
+    return data
+
+
+def resolve_saved(
+    source: PathLike, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None, weights: bool = True
+) -> Tuple[Optional[str], str]:
+    """(weights path or ``None`` when ``weights=False``, config path) of a saved model: a local
+    directory or ``.safetensors`` file (``local-dir:`` prefix optional), else a Hub repository
+    (``hf-hub:org/name[@revision]``, prefix optional)."""
+    text = os.fspath(source)
+    if text.startswith(LOCAL_DIR_PREFIX) or os.path.exists(text) or text.endswith(".safetensors"):
+        local = Path(text[len(LOCAL_DIR_PREFIX):] if text.startswith(LOCAL_DIR_PREFIX) else text)
+        weights_path, config_path = saved_paths(local)
+        for p in (config_path, weights_path) if weights else (config_path,):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found: {local} is not a model saved by hrformer.save_pretrained")
+        return (str(weights_path) if weights else None), str(config_path)
+    repo_id, pinned = split_hub_id(text)
+    if pinned and revision and pinned != revision:
+        raise ValueError(f"two revisions given for {repo_id}: {pinned!r} in the name and revision={revision!r}")
+    revision = pinned or revision
+    try:
+        config_path = download_hub_file(repo_id, CONFIG_NAME, revision, cache_dir)
+        weights_path = download_hub_file(repo_id, WEIGHTS_NAME, revision, cache_dir) if weights else None
+    except WeightsUnavailableError as e:
+        raise WeightsUnavailableError(
+            f"{e}. To load a model saved with hrformer.save_pretrained from disk instead, pass its "
+            "directory: hrformer.from_pretrained('path/to/dir') or create_model('local-dir:path/to/dir')."
+        ) from None
+    return weights_path, config_path
+
+
+def _model_card(repo_id: str, config: Dict[str, Any]) -> str:
+    cfg = config.get("pretrained_cfg") or {}
+    lines = ["---", f"license: {cfg.get('license', 'mit')}", "library_name: hrformer",
+             "tags: [hrformer, image-classification, pose-estimation, vision]", "---", "",
+             f"# {repo_id}", "", "HRFormer (High-Resolution Transformer, NeurIPS 2021) weights for the "
+             "[`hrformer`](https://pypi.org/project/hrformer/) package.", ""]
+    if cfg:
+        lines += [f"- weights: `{cfg['architecture']}.{cfg['tag']}`; {cfg.get('notes', '')}".rstrip("; "),
+                  f"- original: {cfg.get('url') or cfg.get('origin_url') or '-'}",
+                  f"- reported: {cfg.get('metrics') or '-'}", f"- input size: {cfg.get('input_size')}", ""]
+    lines += ["```python", "import hrformer", f'model = hrformer.create_model("hf-hub:{repo_id}", pretrained=True)',
+              "```", ""]
+    return "\n".join(lines)
+
+
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    pretrained_cfg: Any = None,
+    revision: Optional[str] = None,
+    private: Optional[bool] = None,
+    token: Optional[Union[str, bool]] = None,
+    commit_message: str = "Upload hrformer weights",
+) -> Any:
+    """Publish the files :func:`save_pretrained` writes (plus a model card) to a Hub repository,
+    creating it if needed. Returns the commit info of ``HfApi.upload_folder``."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, config = save_pretrained(model, tmp, pretrained_cfg)
+        (Path(tmp) / "README.md").write_text(_model_card(repo_id, json.loads(config.read_text())))
+        return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message)

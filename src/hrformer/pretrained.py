@@ -1,0 +1,173 @@
+"""The pretrained-weight registry: one :class:`PretrainedCfg` per ``arch.tag`` name, in the timm manner.
+
+Tags name the training data (and input size); a suffix names the source when two releases share
+them. The first tag registered for an architecture is its default (``hrformer_s`` ->
+``hrformer_s.in1k``).
+
+Where the weights come from, in order (see :func:`hrformer.weights.load_pretrained`):
+
+1. ``hf_hub_id``: our converted ``model.safetensors`` on the Hugging Face Hub. **Not published yet**:
+   the ``hrformer/...`` repositories are the planned locations (``scripts/publish_weights.py``).
+2. ``url``: the original release, downloaded, sha256-checked and converted on the fly. Works today
+   for the mmpose files; the official checkpoints were shared as OneDrive links (``origin_url``),
+   which cannot be downloaded by a program: fetch them by hand and pass the file as ``pretrained=``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HF_HUB_ORG = "hrformer"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Where a set of weights lives and what it needs.
+
+    ``model_kwargs`` are the :func:`hrformer.create_model` arguments the weights were trained with
+    (head and its size, relative position bias, fusion upsampling, single/multi-scale last stage).
+    ``layout`` is the key layout of the file at ``url`` (see :data:`hrformer.convert.LAYOUTS`);
+    ``None`` means unknown, i.e. the entry is unverified. ``metrics`` are the numbers the original
+    release reports, in percent (``imagenet_top1``, ``coco_val2017_ap``).
+    """
+
+    architecture: str
+    tag: str
+    model_kwargs: Dict[str, Any]
+    hf_hub_id: Optional[str] = None
+    hf_hub_filename: str = "model.safetensors"
+    url: Optional[str] = None
+    layout: Optional[str] = None
+    origin_url: Optional[str] = None
+    input_size: Tuple[int, int, int] = (3, 224, 224)
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    license: str = "mit"
+    metrics: Dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}.{self.tag}"
+
+    @property
+    def verified(self) -> bool:
+        """Whether the original file's key layout is known (False: registered, conversion unchecked)."""
+        return self.layout is not None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "PretrainedCfg":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("input_size", "mean", "std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+_PRETRAINED: Dict[str, PretrainedCfg] = {}
+
+
+def register_pretrained(cfg: PretrainedCfg) -> PretrainedCfg:
+    """Add (or replace) the weights ``cfg.name``."""
+    _PRETRAINED[cfg.name] = cfg
+    return cfg
+
+
+def list_pretrained(pattern: Union[str, Sequence[str]] = "") -> List[str]:
+    """``arch.tag`` names matching a wildcard ``pattern`` (or any of several), sorted."""
+    patterns = [p for p in ([pattern] if isinstance(pattern, str) else pattern) if p]
+    names = sorted(_PRETRAINED)
+    return [n for n in names if not patterns or any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def pretrained_tags(architecture: str) -> List[str]:
+    """The tags of one architecture, the default first."""
+    return [cfg.tag for cfg in _PRETRAINED.values() if cfg.architecture == architecture]
+
+
+def get_pretrained_cfg(architecture: str, tag: str = "") -> PretrainedCfg:
+    """The weights ``architecture.tag``; an empty tag picks the default."""
+    tags = pretrained_tags(architecture)
+    if not tags:
+        raise ValueError(f"no pretrained weights are registered for {architecture!r}; "
+                         f"models with weights: {', '.join(sorted({c.architecture for c in _PRETRAINED.values()}))}")
+    tag = tag or tags[0]
+    if tag not in tags:
+        raise ValueError(f"unknown pretrained tag {architecture}.{tag}; available: "
+                         + ", ".join(f"{architecture}.{t}" for t in tags))
+    return _PRETRAINED[f"{architecture}.{tag}"]
+
+
+# --------------------------------------------------------------------------- the released weights
+_OFFICIAL_CLS = dict(head="classification", num_classes=1000, rel_pos_bias=True, upsample_mode="nearest",
+                     multiscale_output=True)
+_OFFICIAL_POSE = dict(head="pose", num_keypoints=17, rel_pos_bias=False, upsample_mode="bilinear",
+                      multiscale_output=False)
+_MMPOSE_POSE = dict(head="pose", num_keypoints=17, rel_pos_bias=True, upsample_mode="bilinear",
+                    multiscale_output=False)
+_MMPOSE_BACKBONE = dict(head=None, rel_pos_bias=True, upsample_mode="bilinear", multiscale_output=True)
+
+_MMPOSE_COCO = "https://download.openmmlab.com/mmpose/top_down/hrformer/"
+_MMPOSE_PRETRAIN = "https://download.openmmlab.com/mmpose/pretrain_models/"
+_SIZE_NAMES = {"hrformer_t": "tiny", "hrformer_s": "small", "hrformer_b": "base"}
+
+
+def _official_cls(arch: str, top1: float, onedrive: str) -> PretrainedCfg:
+    return PretrainedCfg(
+        arch, "in1k", dict(_OFFICIAL_CLS), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k", layout="official_cls",
+        origin_url=onedrive, metrics={"imagenet_top1": top1},
+        notes=f"official ImageNet-1k classifier (hrt_{_SIZE_NAMES[arch]}.pth, HRNet/HRFormer cls/)",
+    )
+
+
+def _mmpose_coco(arch: str, size: Tuple[int, int], file: str, ap: float) -> PretrainedCfg:
+    return PretrainedCfg(
+        arch, f"coco_{size[0]}x{size[1]}", dict(_MMPOSE_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.coco_{size[0]}x{size[1]}",
+        url=_MMPOSE_COCO + file, layout="mmpose", input_size=(3, *size), license="apache-2.0",
+        metrics={"coco_val2017_ap": ap},
+        notes="mmpose 0.x top-down heatmap model (state_dict with backbone.* and keypoint_head.final_layer.*)",
+    )
+
+
+def _official_coco(arch: str, size: Tuple[int, int], ap: float, onedrive: str) -> PretrainedCfg:
+    tag = f"coco_{size[0]}x{size[1]}_official"
+    return PretrainedCfg(
+        arch, tag, dict(_OFFICIAL_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_pose",
+        origin_url=onedrive, input_size=(3, *size), metrics={"coco_val2017_ap": ap},
+        notes=f"official top-down pose model (hrt_{_SIZE_NAMES[arch]}_coco_{size[0]}x{size[1]}, HRNet/HRFormer pose/)",
+    )
+
+
+def _mmpose_backbone(arch: str, file: str) -> PretrainedCfg:
+    return PretrainedCfg(
+        arch, "in1k_mmpose", dict(_MMPOSE_BACKBONE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k_mmpose",
+        url=_MMPOSE_PRETRAIN + file, layout=None, license="apache-2.0",
+        notes="ImageNet backbone mmpose initialises its pose models from; key layout unverified",
+    )
+
+
+for _cfg in (
+    # default tags first
+    _official_cls("hrformer_t", 78.6, "https://1drv.ms/u/s!Ai-PFrdirDvwj1UXGB63dBVVOuLO?e=ZLOY7r"),
+    _official_cls("hrformer_s", 81.2, "https://1drv.ms/u/s!Ai-PFrdirDvwj1cc3tSp4kIKI_JH?e=bHW7xj"),
+    _official_cls("hrformer_b", 82.8, "https://1drv.ms/u/s!Ai-PFrdirDvwj1iNZngTF7PEyik9?e=fv8CG6"),
+    _mmpose_coco("hrformer_s", (256, 192), "hrformer_small_coco_256x192-5310d898_20220316.pth", 73.8),
+    _mmpose_coco("hrformer_s", (384, 288), "hrformer_small_coco_384x288-98d237ed_20220316.pth", 75.7),
+    _mmpose_coco("hrformer_b", (256, 192), "hrformer_base_coco_256x192-6f5f1169_20220316.pth", 75.4),
+    _mmpose_coco("hrformer_b", (384, 288), "hrformer_base_coco_384x288-ecf0758d_20220316.pth", 77.4),
+    _official_coco("hrformer_s", (256, 192), 74.0, "https://1drv.ms/u/s!Ai-PFrdirDvwj2PC53KZd-7v3X0H?e=hUZ0fE"),
+    _official_coco("hrformer_s", (384, 288), 75.6, "https://1drv.ms/u/s!Ai-PFrdirDvwj2TxlkzWYuh9CkvU?e=H50XSl"),
+    _official_coco("hrformer_b", (256, 192), 75.6, "https://1drv.ms/u/s!Ai-PFrdirDvwj2V-4bLd_7RkjTFW?e=L20Wit"),
+    _official_coco("hrformer_b", (384, 288), 77.2, "https://1drv.ms/u/s!Ai-PFrdirDvwj2ZKrF6rWWzoRJUM?e=RCRb0p"),
+    _mmpose_backbone("hrformer_s", "hrformer_small-09516375_20220226.pth"),
+    _mmpose_backbone("hrformer_b", "hrformer_base-32815020_20220226.pth"),
+):
+    register_pretrained(_cfg)

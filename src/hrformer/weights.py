@@ -1,0 +1,166 @@
+"""Loading weights into a model: any checkpoint file or state dict (our layout or an original one),
+strictly, with two deliberate exceptions (each logged on the ``hrformer`` logger):
+
+- a head that differs from the checkpoint's (other ``num_classes``/``num_keypoints``, another head
+  type, or none) is not loaded; with the same head type only its last layer is dropped. Stage-4
+  fusion weights for outputs a single-scale model does not compute are dropped too;
+- ``in_chans != 3`` adapts the first convolution (summed for 1 channel, repeated and rescaled
+  otherwise, as in timm).
+
+Everything else must match exactly, and nothing is loaded unless it does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from typing import Any, List, Mapping, Optional, Set, Tuple, Union
+
+import torch
+
+from .checkpoint import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
+from .convert import convert_original, detect_layout, load_state_dict_strict
+from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline
+from .model import HRFormer
+from .pretrained import PretrainedCfg
+
+logger = logging.getLogger("hrformer")
+
+FIRST_CONV = "stem.conv1.conv.weight"
+# The last layer of each head type: the part that depends on num_classes / num_keypoints.
+CLASSIFIER_PREFIX = {"classification": "head.fc.", "pose": "head.conv.", "segmentation": "head.cls."}
+_SEMANTICS = ("rel_pos_bias", "upsample_mode")
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A first-conv weight (out, 3, k, k) for ``in_chans`` inputs: summed over RGB for 1 channel,
+    else RGB repeated cyclically and scaled by ``3 / in_chans`` (activations keep their scale)."""
+    src = weight.shape[1]
+    if in_chans == src:
+        return weight
+    if src != 3:
+        raise CheckpointLayoutError(f"cannot adapt a first convolution with {src} input channels to {in_chans}")
+    w = weight.float()
+    if in_chans == 1:
+        w = w.sum(dim=1, keepdim=True)
+    else:
+        w = w.repeat(1, math.ceil(in_chans / 3), 1, 1)[:, :in_chans] * (3 / in_chans)
+    return w.to(weight.dtype)
+
+
+def _fit_head(model: HRFormer, sd: StateDict, own: Mapping[str, torch.Tensor], source: str) -> Tuple[StateDict, Set[str]]:
+    """Drop the checkpoint's head weights that do not fit the model; returns (state dict, model keys
+    allowed to stay as initialised)."""
+    prefix = CLASSIFIER_PREFIX.get(model.head_type or "")
+    ckpt_head = {k for k in sd if k.startswith("head.")}
+    own_head = {k for k in own if k.startswith("head.")}
+    if ckpt_head == own_head and all(sd[k].shape == own[k].shape for k in own_head):
+        return sd, set()
+
+    def body(keys: Set[str]) -> Set[str]:
+        return {k for k in keys if not (prefix and k.startswith(prefix))}
+
+    same_body = ckpt_head and body(ckpt_head) == body(own_head) and all(
+        sd[k].shape == own[k].shape for k in body(own_head))
+    if same_body:
+        dropped, keep_init = ckpt_head - body(ckpt_head), own_head - body(own_head)
+        n_ckpt = sd[prefix + "weight"].shape[0] if prefix + "weight" in sd else 0
+        logger.info("%s: the model's %s has %d outputs, the checkpoint's %d: %s not loaded (initialised)",
+                    source, prefix.rstrip("."), model.num_classes or model.num_keypoints, n_ckpt, prefix.rstrip("."))
+    else:
+        dropped, keep_init = ckpt_head, own_head
+        if ckpt_head and own_head:
+            logger.info("%s: the checkpoint's head does not fit the %s head: head not loaded (initialised)",
+                        source, model.head_type)
+        elif ckpt_head:
+            logger.info("%s: the model has no head: %d head tensors of the checkpoint not loaded", source, len(ckpt_head))
+        else:
+            logger.info("%s: the checkpoint has no head: the %s head is initialised", source, model.head_type)
+    return {k: v for k, v in sd.items() if k not in dropped}, keep_init
+
+
+def _fit_model(model: HRFormer, sd: StateDict, source: str) -> Tuple[StateDict, Set[str]]:
+    own = model.state_dict()
+    sd, keep_init = _fit_head(model, sd, own, source)
+    if not model.multiscale_output:
+        last = len(model.stage4.hr_modules) - 1
+        extra = [k for k in sd if k not in own and re.match(rf"stage4\.hr_modules\.{last}\.fusion\.paths\.[1-9]", k)]
+        if extra:
+            logger.info("%s: multi-scale checkpoint, single-scale model: %d stage-4 fusion tensors for the "
+                        "stride 8-32 outputs not loaded", source, len(extra))
+            sd = {k: v for k, v in sd.items() if k not in extra}
+    if FIRST_CONV in sd and FIRST_CONV in own and sd[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:
+        sd = {**sd, FIRST_CONV: adapt_input_conv(sd[FIRST_CONV], own[FIRST_CONV].shape[1])}
+        logger.info("%s: first convolution adapted from 3 to %d input channels", source, own[FIRST_CONV].shape[1])
+    return sd, keep_init
+
+
+def load_weights(model: HRFormer, checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None) -> None:
+    """Load a checkpoint file or (wrapped) state dict into ``model``: hrformer, official or mmpose key
+    layout; strict except for the head and ``in_chans`` (module docstring)."""
+    is_path = isinstance(checkpoint, (str, os.PathLike))
+    source = source or (os.fspath(checkpoint) if is_path else "state dict")
+    sd = unwrap_state_dict(read_checkpoint(checkpoint) if is_path else checkpoint)
+    layout = detect_layout(sd)
+    if layout != "hrformer":
+        sd, implied = convert_original(sd)
+        differ = [f"{k}={implied[k]!r} (model: {getattr(model, k)!r})" for k in _SEMANTICS
+                  if implied[k] != getattr(model, k)]
+        if differ:
+            logger.warning("%s: %s checkpoint, whose code computes %s; outputs will differ from the original. "
+                           "hrformer.from_original builds the matching model.", source, layout, ", ".join(differ))
+    sd, keep_init = _fit_model(model, sd, source)
+    load_state_dict_strict(model, sd, source=source, allow_missing=keep_init)
+
+
+def load_pretrained(
+    model: HRFormer,
+    cfg: Optional[PretrainedCfg] = None,
+    checkpoint_path: Optional[PathLike] = None,
+    revision: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> str:
+    """Load weights into ``model`` from the first source that has them: ``checkpoint_path`` (a local
+    file, or a directory written by ``save_pretrained``), the Hub (``cfg.hf_hub_id`` at ``revision``),
+    the original release (``cfg.url``: downloaded, hash-checked, converted). Returns the source used.
+
+    Raises :class:`~hrformer.hub.WeightsUnavailableError` listing every source tried and how to pass
+    a local file instead.
+    """
+    if checkpoint_path is not None:
+        path = os.fspath(checkpoint_path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "model.safetensors")
+        load_weights(model, path)
+        return path
+    if cfg is None:
+        raise ValueError("no pretrained config and no checkpoint_path: nothing to load")
+    tried: List[str] = []
+    if cfg.hf_hub_id:
+        try:
+            path = download_hub_file(cfg.hf_hub_id, cfg.hf_hub_filename, revision, cache_dir)
+        except WeightsUnavailableError as e:
+            tried.append(str(e))
+        else:
+            load_weights(model, path, source=f"{cfg.hf_hub_id}/{cfg.hf_hub_filename}")
+            return path
+    if cfg.url:
+        try:
+            path = download_url(cfg.url, cache_dir, progress)
+        except WeightsUnavailableError as e:
+            tried.append(str(e))
+        else:
+            load_weights(model, path)
+            return path
+    else:
+        where = f" (released at {cfg.origin_url}: download it by hand)" if cfg.origin_url else ""
+        tried.append(f"original release: no direct download URL{where}")
+    offline = " The machine is offline (HF_HUB_OFFLINE=1)." if is_offline() else ""
+    raise WeightsUnavailableError(
+        f"Could not get the pretrained weights {cfg.name}.{offline}\n  tried:\n    - " + "\n    - ".join(tried)
+        + f"\n  Pass a local file instead: create_model({cfg.name!r}, pretrained='path/to/checkpoint') "
+        "(or checkpoint_path=...): .safetensors or .pth, in hrformer, official or mmpose layout."
+    )
