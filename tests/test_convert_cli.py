@@ -1,0 +1,69 @@
+"""``hrformer convert`` turns original checkpoints into our files, which load strictly and reproduce
+the parity fixtures; ``hrformer list`` prints the registries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import hrformer
+from hrformer.cli import main
+from parity import original_state_dict, split_name
+from test_checkpoint_files import assert_parity, mmpose_0x_release, same_tensors
+
+# variant -> (the released file's wrapping, the smaller fixture size)
+FILES = {
+    "mmpose_pose_hrformer_tiny": (mmpose_0x_release, "224x160"),
+    "official_pose_hrt_tiny": (lambda sd: {"state_dict": sd}, "200x152"),
+    "official_cls_hrt_tiny": (lambda sd: {"model": sd}, "200x152"),
+}
+
+
+@pytest.mark.parametrize("variant", FILES)
+def test_convert_reproduces_the_fixture(variant, tmp_path, capsys):
+    wrap, size = FILES[variant]
+    src = tmp_path / "original.pth"
+    torch.save(wrap(original_state_dict(variant)), src)
+
+    assert main(["convert", str(src), str(tmp_path / "out")]) == 0
+    report = capsys.readouterr().out
+    assert f"({split_name(variant)[0]} layout" in report and "hrformer_t (channels 18/36/72/144)" in report
+    assert "strict reload, all tensors identical" in report
+
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    model = hrformer.create_model(config["architecture"], **config["model_kwargs"])
+    hrformer.load_weights(model, tmp_path / "out" / "model.safetensors")  # strict, our layout
+    assert_parity(model, variant, size)
+
+
+def test_convert_to_a_safetensors_path_writes_config_beside_it(tmp_path, capsys):
+    src, dst = tmp_path / "original.pth", tmp_path / "out" / "hrformer_t_pose.safetensors"
+    torch.save(mmpose_0x_release(original_state_dict("mmpose_pose_hrformer_tiny")), src)
+    assert main(["convert", str(src), str(dst)]) == 0
+    assert f"wrote         {dst} (" in capsys.readouterr().out
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["config.json", dst.name]
+    assert same_tensors(hrformer.from_original(src).state_dict(), hrformer.from_pretrained(dst).state_dict())
+
+
+def test_convert_arch_override_and_errors(tmp_path, capsys):
+    src = tmp_path / "original.pth"
+    torch.save(original_state_dict("official_cls_hrt_tiny"), src)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--arch", "hrformer_s"]) == 2
+    assert "does not match the model" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_list_prints_both_registries(capsys):
+    assert main(["list"]) == 0
+    assert "hrformer_b_hrnet" in capsys.readouterr().out
+    assert main(["list", "--pretrained", "hrformer_s.coco*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["name", "head", "input", "reported"]
+    row = next(line for line in out if line.startswith("hrformer_s.coco_256x192 "))
+    assert row.split() == ["hrformer_s.coco_256x192", "pose", "256x192", "coco_val2017_ap", "73.8", "mmpose,", "download",
+                           "apache-2.0", "hrformer/hrformer_s.coco_256x192"]
+    assert len(out) == 2 + 4
