@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from safetensors.torch import save_file
 import hrformer
 from hrformer import pretrained
 from hrformer.pretrained import PretrainedCfg
+from parity import original_state_dict
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 MAIN, PINNED = "a" * 40, "b" * 40
@@ -56,7 +58,8 @@ def assert_same_outputs(a, b):
 
 @pytest.fixture
 def hub_cfg(monkeypatch):
-    cfg = PretrainedCfg("hrformer_t", "hubtest", dict(pretrained._MMPOSE_POSE), hf_hub_id="hrformer/hrformer_t.hubtest")
+    cfg = PretrainedCfg("hrformer_t", "hubtest", dict(pretrained._MMPOSE_POSE), hf_hub_id="hrformer/hrformer_t.hubtest",
+                        layout="mmpose")
     monkeypatch.setitem(pretrained._PRETRAINED, cfg.name, cfg)
     return cfg
 
@@ -184,3 +187,35 @@ def test_push_to_hub_publishes_the_saved_files(monkeypatch, tmp_path):
     assert (uploaded / "config.json").read_text() == (tmp_path / "saved" / "config.json").read_text()
     assert_same_outputs(hrformer.from_pretrained(uploaded), model)
     assert "license: mit" in (uploaded / "README.md").read_text()
+
+
+# --------------------------------------------------------------------------- the maintainer script
+@pytest.fixture
+def publish_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "publish_weights.py"
+    spec = importlib.util.spec_from_file_location("publish_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_publish_script_converts_checks_and_pushes(publish_script, hub_cfg, monkeypatch, tmp_path, capsys):
+    original = tmp_path / "release.pth"
+    torch.save({"state_dict": original_state_dict("official_pose_hrt_tiny")}, original)
+    pushed = []
+    monkeypatch.setattr(hrformer, "push_to_hub", lambda model, repo_id, **kw: pushed.append((repo_id, kw)))
+    args = [hub_cfg.name, "--file", f"{hub_cfg.name}={original}", "--out", str(tmp_path / "out")]
+
+    # the registry entry says mmpose semantics, the file is an official pose model: refused
+    assert publish_script.main(args) == 1
+    err = capsys.readouterr().err
+    assert "layout 'official_pose', registry says 'mmpose'" in err and "rel_pos_bias=False" in err
+
+    fixed = PretrainedCfg.from_dict({**hub_cfg.to_dict(), "layout": "official_pose",
+                                     "model_kwargs": dict(pretrained._OFFICIAL_POSE)})
+    monkeypatch.setitem(pretrained._PRETRAINED, fixed.name, fixed)
+    assert publish_script.main(args + ["--push"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / fixed.name).iterdir()) == ["config.json", "model.safetensors"]
+    assert pushed == [(fixed.hf_hub_id, {"pretrained_cfg": fixed, "commit_message": f"{fixed.name}: converted from release.pth"})]
+    reference = hrformer.from_original(original)
+    assert_same_outputs(hrformer.from_pretrained(tmp_path / "out" / fixed.name), reference)
