@@ -3,11 +3,11 @@ format (``model.safetensors`` + ``config.json``). Nothing here touches the netwo
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import tempfile
-import urllib.error
 import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -24,6 +24,8 @@ from huggingface_hub.utils import (
 from safetensors.torch import save_file
 
 from .checkpoint import PathLike
+from .model import HRFormer
+from .pretrained import PretrainedCfg
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -63,7 +65,8 @@ def download_hub_file(
     revision or file does not exist, or the download failed.
     """
     try:
-        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, library_name="hrformer")
+        return hf_hub_download(repo_id, filename, revision=revision, library_name="hrformer",
+                               cache_dir=None if cache_dir is None else os.fspath(cache_dir))
     except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
         reason = ("not in the local cache, and offline mode is on (HF_HUB_OFFLINE=1)" if is_offline() else
                   "not in the local cache, and the Hub could not be reached (is this machine offline?)")
@@ -107,8 +110,8 @@ def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool 
         raise WeightsUnavailableError(
             f"{url}: sha256 mismatch, the file name promises {expected}... ({e}); the download was discarded"
         ) from None
-    except (urllib.error.URLError, OSError) as e:
-        raise WeightsUnavailableError(f"{url}: download failed ({e})") from None
+    except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
+        raise WeightsUnavailableError(f"{url}: download failed ({type(e).__name__}: {e})") from None
     return path
 
 
@@ -122,7 +125,7 @@ def saved_paths(path: PathLike) -> Tuple[Path, Path]:
     return path / WEIGHTS_NAME, path / CONFIG_NAME
 
 
-def model_config(model: torch.nn.Module, pretrained_cfg: Any = None) -> Dict[str, Any]:
+def model_config(model: HRFormer, pretrained_cfg: Optional[PretrainedCfg] = None) -> Dict[str, Any]:
     """What ``config.json`` holds: the registered architecture name (if any), the full
     :class:`HRFormerConfig`, the constructor arguments, and the pretrained config."""
     from .registry import find_architecture
@@ -139,7 +142,9 @@ def model_config(model: torch.nn.Module, pretrained_cfg: Any = None) -> Dict[str
     }
 
 
-def save_pretrained(model: torch.nn.Module, path: PathLike, pretrained_cfg: Any = None) -> Tuple[Path, Path]:
+def save_pretrained(
+    model: HRFormer, path: PathLike, pretrained_cfg: Optional[PretrainedCfg] = None
+) -> Tuple[Path, Path]:
     """Write ``model.safetensors`` and ``config.json`` into the directory ``path`` (or the weights to
     ``path`` itself when it ends in ``.safetensors``); returns both paths.
 
@@ -173,11 +178,11 @@ def resolve_saved(
     text = os.fspath(source)
     if text.startswith(LOCAL_DIR_PREFIX) or os.path.exists(text) or text.endswith(".safetensors"):
         local = Path(text[len(LOCAL_DIR_PREFIX):] if text.startswith(LOCAL_DIR_PREFIX) else text)
-        weights_path, config_path = saved_paths(local)
-        for p in (config_path, weights_path) if weights else (config_path,):
+        local_weights, local_config = saved_paths(local)
+        for p in [local_config] + ([local_weights] if weights else []):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: {local} is not a model saved by hrformer.save_pretrained")
-        return (str(weights_path) if weights else None), str(config_path)
+        return (str(local_weights) if weights else None), str(local_config)
     repo_id, pinned = split_hub_id(text)
     if pinned and revision and pinned != revision:
         raise ValueError(f"two revisions given for {repo_id}: {pinned!r} in the name and revision={revision!r}")
@@ -193,10 +198,15 @@ def resolve_saved(
     return weights_path, config_path
 
 
+_TASKS = {"classification": "image-classification", "pose": "keypoint-detection",
+          "segmentation": "image-segmentation", None: "image-feature-extraction"}
+
+
 def _model_card(repo_id: str, config: Dict[str, Any]) -> str:
     cfg = config.get("pretrained_cfg") or {}
+    task = _TASKS[config["model_kwargs"]["head"]]
     lines = ["---", f"license: {cfg.get('license', 'mit')}", "library_name: hrformer",
-             "tags: [hrformer, image-classification, pose-estimation, vision]", "---", "",
+             f"pipeline_tag: {task}", f"tags: [hrformer, {task}, vision]", "---", "",
              f"# {repo_id}", "", "HRFormer (High-Resolution Transformer, NeurIPS 2021) weights for the "
              "[`hrformer`](https://pypi.org/project/hrformer/) package.", ""]
     if cfg:
@@ -209,9 +219,9 @@ def _model_card(repo_id: str, config: Dict[str, Any]) -> str:
 
 
 def push_to_hub(
-    model: torch.nn.Module,
+    model: HRFormer,
     repo_id: str,
-    pretrained_cfg: Any = None,
+    pretrained_cfg: Optional[PretrainedCfg] = None,
     revision: Optional[str] = None,
     private: Optional[bool] = None,
     token: Optional[Union[str, bool]] = None,

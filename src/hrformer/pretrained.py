@@ -120,28 +120,29 @@ _MMPOSE_PRETRAIN = "https://download.openmmlab.com/mmpose/pretrain_models/"
 _SIZE_NAMES = {"hrformer_t": "tiny", "hrformer_s": "small", "hrformer_b": "base"}
 
 
-def _official_cls(arch: str, top1: float, onedrive: str) -> PretrainedCfg:
+def _official_cls(arch: str, top1: float, origin_url: str) -> PretrainedCfg:
     return PretrainedCfg(
         arch, "in1k", dict(_OFFICIAL_CLS), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k", layout="official_cls",
-        origin_url=onedrive, metrics={"imagenet_top1": top1},
+        origin_url=origin_url, metrics={"imagenet_top1": top1},
         notes=f"official ImageNet-1k classifier (hrt_{_SIZE_NAMES[arch]}.pth, HRNet/HRFormer cls/)",
     )
 
 
 def _mmpose_coco(arch: str, size: Tuple[int, int], file: str, ap: float) -> PretrainedCfg:
+    tag = f"coco_{size[0]}x{size[1]}"
     return PretrainedCfg(
-        arch, f"coco_{size[0]}x{size[1]}", dict(_MMPOSE_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.coco_{size[0]}x{size[1]}",
+        arch, tag, dict(_MMPOSE_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}",
         url=_MMPOSE_COCO + file, layout="mmpose", input_size=(3, *size), license="apache-2.0",
         metrics={"coco_val2017_ap": ap},
         notes="mmpose 0.x top-down heatmap model (state_dict with backbone.* and keypoint_head.final_layer.*)",
     )
 
 
-def _official_coco(arch: str, size: Tuple[int, int], ap: float, onedrive: str) -> PretrainedCfg:
+def _official_coco(arch: str, size: Tuple[int, int], ap: float, origin_url: str) -> PretrainedCfg:
     tag = f"coco_{size[0]}x{size[1]}_official"
     return PretrainedCfg(
         arch, tag, dict(_OFFICIAL_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_pose",
-        origin_url=onedrive, input_size=(3, *size), metrics={"coco_val2017_ap": ap},
+        origin_url=origin_url, input_size=(3, *size), metrics={"coco_val2017_ap": ap},
         notes=f"official top-down pose model (hrt_{_SIZE_NAMES[arch]}_coco_{size[0]}x{size[1]}, HRNet/HRFormer pose/)",
     )
 

@@ -8,6 +8,7 @@ import os
 from dataclasses import fields
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from .checkpoint import PathLike
 from .config import ARCHS, HRFormerConfig
 from .hub import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, read_config, resolve_saved
 from .model import HRFormer
@@ -111,12 +112,12 @@ def build_model(
 
 
 def _create_saved(
-    source: Union[str, "os.PathLike[str]"],
+    source: PathLike,
     load: bool,
     features_only: bool,
     out_indices: Optional[Sequence[int]],
     revision: Optional[str],
-    cache_dir: Optional[Union[str, "os.PathLike[str]"]],
+    cache_dir: Optional[PathLike],
     kwargs: Dict[str, Any],
 ) -> HRFormer:
     weights, config_path = resolve_saved(source, revision, cache_dir, weights=load)
@@ -133,13 +134,13 @@ def _create_saved(
 
 def create_model(
     name: str,
-    pretrained: Union[bool, str, "os.PathLike[str]"] = False,
+    pretrained: Union[bool, PathLike] = False,
     features_only: bool = False,
     out_indices: Optional[Sequence[int]] = None,
     *,
-    checkpoint_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    checkpoint_path: Optional[PathLike] = None,
     revision: Optional[str] = None,
-    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    cache_dir: Optional[PathLike] = None,
     **kwargs: Any,
 ) -> HRFormer:
     """Create an HRFormer by name, e.g. ``create_model("hrformer_b", head="pose")``.
@@ -168,12 +169,13 @@ def create_model(
             )
         checkpoint_path, pretrained = pretrained, False
     if name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
-        model = _create_saved(name, pretrained, features_only, out_indices, revision, cache_dir, kwargs)
+        load = pretrained and checkpoint_path is None
+        model = _create_saved(name, load, features_only, out_indices, revision, cache_dir, kwargs)
         if checkpoint_path is not None:
             load_weights(model, checkpoint_path)
         return model
     arch, tag = split_model_name(name)
-    get_model_entry(arch)
+    get_model_entry(arch)  # an unknown name fails here, with suggestions
     cfg = get_pretrained_cfg(arch, tag) if tag or (pretrained and checkpoint_path is None) else None
     model = build_model(arch, features_only, out_indices, **{**(cfg.model_kwargs if cfg else {}), **kwargs})
     model.pretrained_cfg = cfg
@@ -183,10 +185,10 @@ def create_model(
 
 
 def from_pretrained(
-    source: Union[str, "os.PathLike[str]"],
+    source: PathLike,
     *,
     revision: Optional[str] = None,
-    cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    cache_dir: Optional[PathLike] = None,
     features_only: bool = False,
     out_indices: Optional[Sequence[int]] = None,
     **kwargs: Any,

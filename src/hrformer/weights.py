@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
 from .convert import convert_original, detect_layout, load_state_dict_strict
-from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline
+from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_paths
 from .model import HRFormer
 from .pretrained import PretrainedCfg
 
@@ -50,32 +50,36 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return w.to(weight.dtype)
 
 
-def _fit_head(model: HRFormer, sd: StateDict, own: Mapping[str, torch.Tensor], source: str) -> Tuple[StateDict, Set[str]]:
+def _fit_head(
+    model: HRFormer, sd: StateDict, own: Mapping[str, torch.Tensor], source: str
+) -> Tuple[StateDict, Set[str]]:
     """Drop the checkpoint's head weights that do not fit the model; returns (state dict, model keys
     allowed to stay as initialised)."""
-    prefix = CLASSIFIER_PREFIX.get(model.head_type or "")
     ckpt_head = {k for k in sd if k.startswith("head.")}
     own_head = {k for k in own if k.startswith("head.")}
-    if ckpt_head == own_head and all(sd[k].shape == own[k].shape for k in own_head):
+
+    def fits(keys: Set[str]) -> bool:
+        return all(sd[k].shape == own[k].shape for k in keys)
+
+    if ckpt_head == own_head and fits(own_head):
         return sd, set()
-
-    def body(keys: Set[str]) -> Set[str]:
-        return {k for k in keys if not (prefix and k.startswith(prefix))}
-
-    same_body = ckpt_head and body(ckpt_head) == body(own_head) and all(
-        sd[k].shape == own[k].shape for k in body(own_head))
-    if same_body:
-        dropped, keep_init = ckpt_head - body(ckpt_head), own_head - body(own_head)
+    prefix = CLASSIFIER_PREFIX.get(model.head_type or "")
+    ckpt_last = {k for k in ckpt_head if prefix and k.startswith(prefix)}
+    own_last = {k for k in own_head if prefix and k.startswith(prefix)}
+    if prefix and ckpt_head and ckpt_head - ckpt_last == own_head - own_last and fits(own_head - own_last):
+        dropped, keep_init = ckpt_last, own_last
+        layer = prefix.rstrip(".")
         n_ckpt = sd[prefix + "weight"].shape[0] if prefix + "weight" in sd else 0
         logger.info("%s: the model's %s has %d outputs, the checkpoint's %d: %s not loaded (initialised)",
-                    source, prefix.rstrip("."), model.num_classes or model.num_keypoints, n_ckpt, prefix.rstrip("."))
+                    source, layer, model.num_classes or model.num_keypoints, n_ckpt, layer)
     else:
         dropped, keep_init = ckpt_head, own_head
         if ckpt_head and own_head:
             logger.info("%s: the checkpoint's head does not fit the %s head: head not loaded (initialised)",
                         source, model.head_type)
         elif ckpt_head:
-            logger.info("%s: the model has no head: %d head tensors of the checkpoint not loaded", source, len(ckpt_head))
+            logger.info("%s: the model has no head: %d head tensors of the checkpoint not loaded",
+                        source, len(ckpt_head))
         else:
             logger.info("%s: the checkpoint has no head: the %s head is initialised", source, model.head_type)
     return {k: v for k, v in sd.items() if k not in dropped}, keep_init
@@ -97,12 +101,16 @@ def _fit_model(model: HRFormer, sd: StateDict, source: str) -> Tuple[StateDict, 
     return sd, keep_init
 
 
-def load_weights(model: HRFormer, checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None) -> None:
+def load_weights(
+    model: HRFormer, checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None
+) -> None:
     """Load a checkpoint file or (wrapped) state dict into ``model``: hrformer, official or mmpose key
     layout; strict except for the head and ``in_chans`` (module docstring)."""
-    is_path = isinstance(checkpoint, (str, os.PathLike))
-    source = source or (os.fspath(checkpoint) if is_path else "state dict")
-    sd = unwrap_state_dict(read_checkpoint(checkpoint) if is_path else checkpoint)
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source = source or os.fspath(checkpoint)
+        checkpoint = read_checkpoint(checkpoint)
+    sd = unwrap_state_dict(checkpoint)
+    source = source or "state dict"
     layout = detect_layout(sd)
     if layout != "hrformer":
         sd, implied = convert_original(sd)
@@ -121,7 +129,6 @@ def load_pretrained(
     checkpoint_path: Optional[PathLike] = None,
     revision: Optional[str] = None,
     cache_dir: Optional[PathLike] = None,
-    progress: bool = True,
 ) -> str:
     """Load weights into ``model`` from the first source that has them: ``checkpoint_path`` (a local
     file, or a directory written by ``save_pretrained``), the Hub (``cfg.hf_hub_id`` at ``revision``),
@@ -131,9 +138,7 @@ def load_pretrained(
     a local file instead.
     """
     if checkpoint_path is not None:
-        path = os.fspath(checkpoint_path)
-        if os.path.isdir(path):
-            path = os.path.join(path, "model.safetensors")
+        path = str(saved_paths(checkpoint_path)[0]) if os.path.isdir(checkpoint_path) else os.fspath(checkpoint_path)
         load_weights(model, path)
         return path
     if cfg is None:
@@ -149,7 +154,7 @@ def load_pretrained(
             return path
     if cfg.url:
         try:
-            path = download_url(cfg.url, cache_dir, progress)
+            path = download_url(cfg.url, cache_dir)
         except WeightsUnavailableError as e:
             tried.append(str(e))
         else:
