@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,14 @@ def weights_file(model, path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- Hub, offline
+def test_import_touches_no_network():
+    code = ("import socket\n"
+            "def refuse(*args, **kwargs):\n    raise AssertionError('network access at import')\n"
+            "socket.socket.connect = socket.create_connection = socket.getaddrinfo = refuse\n"
+            "import hrformer, hrformer.cli\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 def test_pretrained_from_hub_cache_offline(hub_cfg, offline, tmp_path):
     main = random_model(0, **hub_cfg.model_kwargs)
     cache = hf_cache(tmp_path / "hub", hub_cfg.hf_hub_id, {MAIN: {"model.safetensors": weights_file(main, tmp_path / "w.st")}})

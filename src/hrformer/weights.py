@@ -158,6 +158,8 @@ def load_pretrained(
         except WeightsUnavailableError as e:
             tried.append(str(e))
         else:
+            if tried:
+                logger.info("%s: not on the Hub (%s); converting the original release %s", cfg.name, tried[0], path)
             load_weights(model, path)
             return path
     else:
