@@ -4,13 +4,14 @@ Tags name the training data (and input size); a suffix names the source when two
 them. The first tag registered for an architecture is its default (``hrformer_s`` ->
 ``hrformer_s.in1k``).
 
-Where the weights come from, in order (see :func:`hrformer.weights.load_pretrained`):
+Where ``pretrained=True`` finds the weights when no local file is given, in order (see
+:func:`hrformer.weights.load_pretrained`):
 
 1. ``hf_hub_id``: our converted ``model.safetensors`` on the Hugging Face Hub. **Not published yet**:
    the ``hrformer/...`` repositories are the planned locations (``scripts/publish_weights.py``).
 2. ``url``: the original release, downloaded, sha256-checked and converted on the fly. Works today
-   for the mmpose files; the official checkpoints were shared as OneDrive links (``origin_url``),
-   which cannot be downloaded by a program: fetch them by hand and pass the file as ``pretrained=``.
+   for the mmpose files. The official checkpoints were shared as OneDrive links (``origin_url``),
+   not direct downloads: fetch them by hand and pass the file as ``pretrained="path"``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class PretrainedCfg:
 
     ``model_kwargs`` are the :func:`hrformer.create_model` arguments the weights were trained with
     (head and its size, relative position bias, fusion upsampling, single/multi-scale last stage).
-    ``layout`` is the key layout of the file at ``url`` (see :data:`hrformer.convert.LAYOUTS`);
+    ``layout`` is the key layout of the original file (see :data:`hrformer.convert.LAYOUTS`);
     ``None`` means unknown, i.e. the entry is unverified. ``metrics`` are the numbers the original
     release reports, in percent (``imagenet_top1``, ``coco_val2017_ap``).
     """
@@ -124,7 +125,7 @@ def _official_cls(arch: str, top1: float, origin_url: str) -> PretrainedCfg:
     return PretrainedCfg(
         arch, "in1k", dict(_OFFICIAL_CLS), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k", layout="official_cls",
         origin_url=origin_url, metrics={"imagenet_top1": top1},
-        notes=f"official ImageNet-1k classifier (hrt_{_SIZE_NAMES[arch]}.pth, HRNet/HRFormer cls/)",
+        notes=f"official ImageNet-1k classifier (HRNet/HRFormer cls/configs/hrt/hrt_{_SIZE_NAMES[arch]}.yaml)",
     )
 
 
@@ -143,7 +144,8 @@ def _official_coco(arch: str, size: Tuple[int, int], ap: float, origin_url: str)
     return PretrainedCfg(
         arch, tag, dict(_OFFICIAL_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_pose",
         origin_url=origin_url, input_size=(3, *size), metrics={"coco_val2017_ap": ap},
-        notes=f"official top-down pose model (hrt_{_SIZE_NAMES[arch]}_coco_{size[0]}x{size[1]}, HRNet/HRFormer pose/)",
+        notes=f"official top-down pose model (HRNet/HRFormer pose/configs/top_down/hrt/coco/"
+              f"hrt_{_SIZE_NAMES[arch]}_coco_{size[0]}x{size[1]}.py)",
     )
 
 
@@ -155,6 +157,8 @@ def _mmpose_backbone(arch: str, file: str) -> PretrainedCfg:
     )
 
 
+# Metrics and OneDrive links: the HRNet/HRFormer README (ImageNet-1k val top-1, COCO val2017 AP);
+# mmpose files and AP: the mmpose model zoo (../shared/reference/hrformer_reference.json).
 for _cfg in (
     # default tags first
     _official_cls("hrformer_t", 78.6, "https://1drv.ms/u/s!Ai-PFrdirDvwj1UXGB63dBVVOuLO?e=ZLOY7r"),
