@@ -144,6 +144,9 @@ class HRFormer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
         """(B, in_chans, H, W) -> maps at strides 4, 8, 16, 32 (only stride 4 without multiscale_output)."""
         self._check_input(x)
+        # Channels-last throughout: the blocks' (B, H, W, C) token views are then free, and oneDNN's
+        # depth-wise convolutions run ~10x faster than on NCHW. Values are unchanged.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.stage1(self.stem(x))
         xs = [x]
         for stage in (self.stage2, self.stage3, self.stage4):

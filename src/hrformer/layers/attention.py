@@ -99,6 +99,30 @@ class LocalWindowAttention(nn.Module):
         # A query always sees itself, so rows made only of masked keys cannot produce NaNs.
         return allowed | torch.eye(n, dtype=torch.bool, device=device)
 
+    def attention_mask(
+        self, batch: int, height: int, width: int, pads: Tuple[int, int, int, int], dtype: torch.dtype,
+        device: torch.device,
+    ) -> Optional[torch.Tensor]:
+        """Additive float mask for ``scaled_dot_product_attention`` on (B*nW, heads, N, hd) windows:
+        (1, heads, N, N) bias only, (B*nW, heads or 1, N, N) with a window mask, or None.
+
+        Always 4-D: torch's CPU flash kernel takes 4-D masks only (3-D ones fall back to the slower
+        math kernel)."""
+        mask: Optional[torch.Tensor] = None
+        allowed = self._allowed(height, width, pads, device)
+        if allowed is not None:
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+            mask = mask.unsqueeze(1)  # (nW, 1, N, N)
+        if self.relative_position_bias_table is not None:
+            bias = self.relative_position_bias().to(dtype)
+            mask = bias if mask is None else mask + bias
+        if mask is None:
+            return None
+        if allowed is None:
+            return mask.unsqueeze(0)
+        # The window mask differs per window: repeat it over the batch (windows are batch-major).
+        return mask.expand(batch, *mask.shape).flatten(0, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         k, s = self.window_size, self.shift_size
@@ -109,22 +133,12 @@ class LocalWindowAttention(nn.Module):
         windows = window_partition(x, k)  # (B*nW, N, C)
         n = k * k
         qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd)
-
-        mask: Optional[torch.Tensor] = None
-        allowed = self._allowed(h, w, pads, x.device)
-        if allowed is not None:
-            num_windows = allowed.shape[0]
-            q, key, v = (t.reshape(b, num_windows, self.num_heads, n, self.head_dim) for t in (q, key, v))
-            mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
-            mask = mask.unsqueeze(1)  # (nW, 1, N, N)
-        if self.relative_position_bias_table is not None:
-            bias = self.relative_position_bias().to(q.dtype)
-            mask = bias if mask is None else mask + bias
+        q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd) strided views: SDPA reads them in place
+        mask = self.attention_mask(b, h, w, pads, q.dtype, q.device)
         out = F.scaled_dot_product_attention(
             q, key, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
         )
-        out = out.reshape(-1, self.num_heads, n, self.head_dim).transpose(1, 2).reshape(-1, n, c)
+        out = out.transpose(1, 2).reshape(-1, n, c)
         out = self.proj_drop(self.proj(out))
         x = window_unpartition(out, k, hp, wp)
         if s:
