@@ -31,7 +31,7 @@ class UpsamplePath(ConvNormAct):
         self.mode = mode
 
     def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        x = self.bn(self.conv(x))
+        x = super().forward(x)  # conv + BN (no activation)
         align = None if self.mode == "nearest" else False
         x = F.interpolate(x, scale_factor=float(self.scale), mode=self.mode, align_corners=align)
         if tuple(x.shape[-2:]) != tuple(size):
