@@ -1,0 +1,1 @@
+"""Benchmarks for hrformer: ``python -m benchmarks.run --help``."""
