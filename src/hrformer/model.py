@@ -10,7 +10,7 @@ from torch import nn
 from .config import HRFormerConfig
 from .features import FeatureInfo
 from .heads import ClassificationHead, PoseHead, SegmentationHead
-from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem
+from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, LocalWindowAttention, Stage, Stem
 from .layers.conv_norm_act import ConvNormAct
 from .layers.fusion import UPSAMPLE_MODES
 
@@ -235,9 +235,14 @@ class HRFormer(nn.Module):
 
     @torch.no_grad()
     def fuse_for_inference(self) -> "HRFormer":
-        """Fold every BatchNorm into its convolution (eval only; irreversible). Returns self."""
+        """Inference mode (eval only; irreversible). Returns self.
+
+        Folds every BatchNorm into its convolution and gathers the attention biases once; on the
+        CPU the fused convolutions then run with their activations (and the HRNet residual adds) as
+        single oneDNN kernels, as do the attention projections. Outputs equal the unfused model's
+        to about 1e-6 relative."""
         self.eval()
         for m in self.modules():
-            if isinstance(m, ConvNormAct):
+            if isinstance(m, (ConvNormAct, LocalWindowAttention)):
                 m.fuse()
         return self

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .onednn import maybe_linear
 from .window import (
     crop_padding,
     pad_to_windows,
@@ -77,6 +78,10 @@ class LocalWindowAttention(nn.Module):
             self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
         else:
             self.relative_position_bias_table = None
+        # Set by fuse(): inference kernels, and the bias gathered once into (1, heads, N, N).
+        self.fused = False
+        self.fused_bias: Optional[torch.Tensor]
+        self.register_buffer("fused_bias", None, persistent=False)
 
     @property
     def rel_pos_bias(self) -> bool:
@@ -87,6 +92,15 @@ class LocalWindowAttention(nn.Module):
         n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         return bias.reshape(n, n, self.num_heads).permute(2, 0, 1)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Inference (irreversible, as the model's ``fuse_for_inference``): gather the relative
+        position bias once into a (1, heads, N, N) buffer (not saved in the state dict) and run the
+        projections with oneDNN where :func:`~hrformer.layers.onednn.use_onednn` allows."""
+        if self.relative_position_bias_table is not None:
+            self.fused_bias = self.relative_position_bias().unsqueeze(0).contiguous()
+        self.fused = True
 
     def _allowed(
         self, height: int, width: int, pads: Tuple[int, int, int, int], device: torch.device
@@ -127,12 +141,13 @@ class LocalWindowAttention(nn.Module):
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
             mask = mask.unsqueeze(1)  # (nW, 1, N, N)
         if self.relative_position_bias_table is not None:
-            bias = self.relative_position_bias().to(dtype)
+            bias = self.fused_bias if self.fused_bias is not None else self.relative_position_bias()
+            bias = bias.to(dtype)
             mask = bias if mask is None else mask + bias
         if mask is None:
             return None
         if allowed is None:
-            return mask.unsqueeze(0)
+            return mask.unsqueeze(0) if mask.dim() == 3 else mask
         # The window mask differs per window: repeat it over the batch (windows are batch-major).
         return mask.expand(batch, *mask.shape).flatten(0, 1)
 
@@ -160,11 +175,11 @@ class LocalWindowAttention(nn.Module):
             x = torch.roll(x, (-s, -s), (1, 2))
         windows = window_partition(x, k)  # (B*nW, N, C)
         n = k * k
-        qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = maybe_linear(windows, self.qkv, self.fused).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd) strided views: SDPA reads them in place
         mask = self.attention_mask(b, h, w, pads, q.dtype, q.device)
         out = self.attend(q, key, v, mask).transpose(1, 2).reshape(-1, n, c)
-        out = self.proj_drop(self.proj(out))
+        out = self.proj_drop(maybe_linear(out, self.proj, self.fused))
         x = window_unpartition(out, k, hp, wp)
         if s:
             x = torch.roll(x, (s, s), (1, 2))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .batch_norm import BatchNorm2d
-from .onednn import conv_act, conv_add_act, onednn_attr, use_onednn
+from .onednn import conv_act, conv_add_act, conv_pays, onednn_attr, use_onednn
 
 
 class ConvNormAct(nn.Module):
@@ -40,14 +40,15 @@ class ConvNormAct(nn.Module):
         self.fused_attr: Optional[str] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_attr is not None and use_onednn(x, self.conv.weight):
+        if self.fused_attr is not None and conv_pays(x, self.conv) and use_onednn(x, self.conv.weight):
             return conv_act(x, self.conv, self.fused_attr)
         return self.act(self.bn(self.conv(x)))
 
     def add_act(self, x: torch.Tensor, residual: torch.Tensor, act: nn.Module) -> torch.Tensor:
         """``act(self(x) + residual)``: one oneDNN kernel on a fused module without activation."""
         attr = onednn_attr(act)
-        if self.fused_attr == "none" and attr is not None and use_onednn(x, self.conv.weight):
+        if (self.fused_attr == "none" and attr is not None and conv_pays(x, self.conv)
+                and use_onednn(x, self.conv.weight)):
             return conv_add_act(x, residual, self.conv, attr)
         return act(self(x) + residual)
 

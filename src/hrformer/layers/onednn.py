@@ -25,7 +25,22 @@ except ImportError:  # pragma: no cover - very old torch
         return None
 
 _CONV = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
-AVAILABLE = _CONV is not None and torch.backends.mkldnn.is_available()
+_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
+
+# Below these sizes a oneDNN call (~40 us of fixed cost on 2 cores) loses to the reference ops: 1x1
+# convolutions then run as a plain GEMM, small linears through MKL (measured on 2 AMD EPYC cores).
+MIN_POINTWISE_CONV_OUTPUT = 1 << 16
+MIN_MACS = 8_000_000
+MIN_LINEAR_MACS = 16_000_000
+
+try:
+    torch.is_autocast_enabled("cpu")
+
+    def _autocast_cpu() -> bool:
+        return torch.is_autocast_enabled("cpu")
+except TypeError:  # torch < 2.4
+    _autocast_cpu = torch.is_autocast_cpu_enabled
 
 
 def onednn_attr(act: nn.Module) -> Optional[str]:
@@ -49,11 +64,20 @@ def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and not torch.is_autocast_cpu_enabled()
+        and not _autocast_cpu()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and _get_current_dispatch_mode() is None
     )
+
+
+def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether a oneDNN call is worth its fixed cost for ``conv`` on input ``x`` (B, C, H, W):
+    always for spatial kernels (they take oneDNN anyway), for 1x1 ones on large outputs only."""
+    if conv.kernel_size != (1, 1):
+        return True
+    out = x.shape[0] * conv.out_channels * x.shape[2] * x.shape[3]
+    return out >= MIN_POINTWISE_CONV_OUTPUT or out * conv.in_channels // conv.groups >= MIN_MACS
 
 
 def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
@@ -74,6 +98,18 @@ def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: st
         x, other, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation),
         conv.groups, "add", None, None if attr == "none" else attr, [], None,
     )
+
+
+def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    """``lin(x)`` with oneDNN's matmul: up to 1.6x faster than MKL's on the large, narrow token
+    matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B, batch 8)."""
+    return _LINEAR(x, lin.weight, lin.bias, "none", [], "")
+
+
+def maybe_linear(x: torch.Tensor, lin: nn.Linear, fused: bool) -> torch.Tensor:
+    """:func:`linear` when ``fused``, :func:`use_onednn` allows it and it pays, else ``lin(x)``."""
+    pays = fused and x.numel() * lin.out_features >= MIN_LINEAR_MACS
+    return linear(x, lin) if pays and use_onednn(x, lin.weight) else lin(x)
 
 
 def _reference_act(x: torch.Tensor, attr: str) -> torch.Tensor:
