@@ -1,86 +1,124 @@
-"""Inference and training benchmarks: prints a table and writes JSON.
+"""Inference and training benchmarks: prints tables and writes JSON.
 
     python -m benchmarks.run                                  # T/S/B, batch 1 and 8, 256x192, eager+fused
     python -m benchmarks.run --models s --modes eager fused compiled --dtypes fp32 bf16
-    python -m benchmarks.run --scaling --models t             # 256x192 vs 512x384 vs 1024x768
+    python -m benchmarks.run --scaling --models t --batches 1 # 256x192 vs 512x384 vs 1024x768
     python -m benchmarks.run --train --models s               # train step, with/without checkpointing
-    python -m benchmarks.run --reference mypkg.orig:build     # time another implementation too
+    python -m benchmarks.run --reference mypkg.orig:build --reference-path /some/dir
 
 ``--reference MODULE:FACTORY`` names a callable ``FACTORY(arch) -> nn.Module`` (arch is
-``hrformer_t``/``_s``/``_b``) whose forward takes (B, 3, H, W); it is timed in the same run as
-``reference``, so ratios are not spoiled by machine noise. Medians over ``--repeats`` runs after
-``--warmup`` runs; fixed thread count (default 2).
+``hrformer_t``/``_s``/``_b``) returning a backbone whose forward takes (B, 3, H, W) and returns the
+stage-4 maps. It is timed in the same run as ``reference``, interleaved with our variants (round
+robin, one timing block each per round), so ratios are not spoiled by machine noise; blocks during
+which other processes used the CPU are retried (see ``benchmarks/timing.py``). Reported: median
+over ``--repeats`` blocks, after ``--warmup`` calls; fixed thread count (default 2).
+
+Our model is the backbone with the official classification code's semantics (nearest fusion
+upsampling, relative position bias, four stage-4 maps), i.e. the network the original runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
-import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
-import hrformer
+from .impls import MODES, load_builder, ours, prepare
+from .timing import interleaved
 
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 
 
-def _median_ms(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def build(arch: str, mode: str, reference: Optional[Callable[[str], torch.nn.Module]]) -> torch.nn.Module:
-    if mode == "reference":
-        assert reference is not None
-        return reference(arch).eval()
-    model = hrformer.create_model(arch, head=None, features_only=True).eval()
-    if mode in ("fused", "compiled-fused"):
-        model.fuse_for_inference()
-    if mode.startswith("compiled"):
-        model = torch.compile(model)
-    return model
-
-
-def time_inference(model: torch.nn.Module, batch: int, size: str, dtype: str, warmup: int, repeats: int) -> float:
-    h, w = SIZES[size]
-    x = torch.randn(batch, 3, h, w)
-
+def _forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str):
     def run() -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
             model(x)
 
-    return _median_ms(run, warmup, repeats)
+    return run
 
 
-def train_step_worker(arch: str, batch: int, checkpointing: bool, warmup: int, repeats: int) -> Dict[str, float]:
-    """One process per configuration, so that peak RSS belongs to it alone."""
-    torch.manual_seed(0)
-    model = hrformer.create_model(arch, head="pose").train()
-    model.set_grad_checkpointing(checkpointing)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 3, 256, 192)
-    target = torch.randn(batch, 17, 64, 48)
+def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
+    rows = []
+    for arch in archs:
+        models = {mode: prepare(ours(arch), mode) for mode in args.modes}
+        if reference is not None:
+            models = {"reference": reference(arch).eval(), **models}
+        for dtype in args.dtypes:
+            for size in args.sizes:
+                for batch in args.batches:
+                    x = torch.randn(batch, 3, *SIZES[size], generator=torch.Generator().manual_seed(0))
+                    fns = {mode: _forward_fn(m, x, dtype) for mode, m in models.items()}
+                    samples = interleaved(fns, reps=args.repeats, warmup=args.warmup, block_s=args.block)
+                    for mode, s in samples.items():
+                        ms = s.median * 1e3
+                        rows.append({"model": arch, "mode": mode, "dtype": dtype, "size": size, "batch": batch,
+                                     "ms": round(ms, 1), "min_ms": round(s.min * 1e3, 1),
+                                     "img_per_s": round(batch * 1e3 / ms, 2), "noisy_blocks": s.discarded})
+                    base = samples.get("reference")
+                    for r in rows[-len(samples):]:
+                        r["speedup_vs_reference"] = round(base.median * 1e3 / r["ms"], 2) if base else ""
+                        print(r, flush=True)
+    return rows
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.mse_loss(model(x), target).backward()
-        opt.step()
 
-    ms = _median_ms(step, warmup, repeats)
-    return {"ms": ms, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+def scaling_rows(inference: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Time at each size over time at 256x192, against the pixel ratio, from the inference rows."""
+    base = {(r["model"], r["mode"], r["dtype"], r["batch"]): r["ms"] for r in inference if r["size"] == "256x192"}
+    rows = []
+    for r in inference:
+        ref = base.get((r["model"], r["mode"], r["dtype"], r["batch"]))
+        if ref is None or r["size"] == "256x192":
+            continue
+        pixels = SIZES[r["size"]][0] * SIZES[r["size"]][1] / (256 * 192)
+        ratio = r["ms"] / ref
+        rows.append({"model": r["model"], "mode": r["mode"], "dtype": r["dtype"], "batch": r["batch"],
+                     "size": r["size"], "pixel_ratio": pixels, "time_ratio": round(ratio, 2),
+                     "ratio_over_pixels": round(ratio / pixels, 3)})
+    return rows
+
+
+def _train_worker(args: argparse.Namespace, arch: str, checkpointing: bool, reference: bool) -> Dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--model", arch, "--batch", str(args.train_batch),
+           "--threads", str(args.threads), "--steps", "3"]
+    if checkpointing:
+        cmd.append("--checkpointing")
+    if reference:
+        cmd += ["--impl", args.reference] + (["--impl-path", args.reference_path] if args.reference_path else [])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_train(args: argparse.Namespace, archs: List[str]) -> List[Dict[str, Any]]:
+    """Each configuration in a fresh process (peak RSS is per process), the configurations
+    alternated over ``--train-repeats`` rounds; median step time and largest peak RSS."""
+    rows = []
+    for arch in archs:
+        configs = [("ours", False), ("ours", True)] + ([("reference", False)] if args.reference else [])
+        runs: Dict[Any, List[Dict[str, Any]]] = {c: [] for c in configs}
+        for _ in range(args.train_repeats):
+            for impl, ckpt in configs:
+                runs[(impl, ckpt)].append(_train_worker(args, arch, ckpt, impl == "reference"))
+        ref_ms = ref_rss = None
+        if args.reference:
+            ref_ms = statistics.median(r["median_ms"] for r in runs[("reference", False)])
+            ref_rss = max(r["peak_rss_mb"] for r in runs[("reference", False)])
+        for (impl, ckpt), rs in runs.items():
+            ms = statistics.median(r["median_ms"] for r in rs)
+            rss = max(r["peak_rss_mb"] for r in rs)
+            rows.append({"model": arch, "impl": impl, "batch": args.train_batch, "checkpointing": ckpt,
+                         "ms": round(ms, 1), "peak_rss_mb": round(rss),
+                         "rss_before_mb": round(statistics.median(r["rss_before_mb"] for r in rs)),
+                         "speedup_vs_reference": round(ref_ms / ms, 2) if ref_ms else "",
+                         "rss_vs_reference": round(rss / ref_rss, 2) if ref_rss else ""})
+            print(rows[-1], flush=True)
+    return rows
 
 
 def _table(rows: List[Dict[str, Any]], cols: List[str]) -> str:
@@ -92,91 +130,50 @@ def _table(rows: List[Dict[str, Any]], cols: List[str]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["t", "s", "b"], choices=["t", "s", "b"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--sizes", nargs="+", default=["256x192"], choices=list(SIZES))
-    ap.add_argument("--modes", nargs="+", default=["eager", "fused"],
-                    choices=["eager", "fused", "compiled", "compiled-fused"])
+    ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=list(MODES))
     ap.add_argument("--dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, timed as 'reference'")
-    ap.add_argument("--scaling", action="store_true", help="time 256x192, 512x384, 1024x768 (batch 1, eager)")
-    ap.add_argument("--train", action="store_true", help="training step, batch 8, with and without checkpointing")
+    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
+    ap.add_argument("--scaling", action="store_true", help="also time 512x384 and 1024x768; report time ratios")
+    ap.add_argument("--no-inference", action="store_true", help="skip the inference table")
+    ap.add_argument("--train", action="store_true", help="training step, with and without checkpointing")
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-repeats", type=int, default=2, help="fresh processes per training configuration")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per variant")
+    ap.add_argument("--block", type=float, default=0.5, help="seconds per timing block (at least one call)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="benchmarks/out/results.json")
-    ap.add_argument("--train-worker", nargs=3, metavar=("ARCH", "BATCH", "CKPT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    if args.train_worker:
-        arch, batch, ckpt = args.train_worker
-        print(json.dumps(train_step_worker(arch, int(batch), ckpt == "1", args.warmup, args.repeats)))
-        return 0
-
-    reference = None
-    modes = list(args.modes)
-    if args.reference:
-        module, _, factory = args.reference.partition(":")
-        reference = getattr(importlib.import_module(module), factory)
-        modes = ["reference"] + modes
-    archs = [f"hrformer_{m}" for m in args.models]
-    results: Dict[str, Any] = {"torch": torch.__version__, "threads": args.threads, "inference": [],
-                               "scaling": [], "train": []}
-
-    for arch in archs:
-        for mode in modes:
-            model = build(arch, mode, reference)
-            for dtype in args.dtypes if mode != "reference" else ["fp32"]:
-                for size in args.sizes:
-                    for batch in args.batches:
-                        ms = time_inference(model, batch, size, dtype, args.warmup, args.repeats)
-                        results["inference"].append({"model": arch, "mode": mode, "dtype": dtype, "size": size,
-                                                     "batch": batch, "ms": round(ms, 1),
-                                                     "img_per_s": round(batch * 1e3 / ms, 2)})
-                        print(results["inference"][-1], flush=True)
-    base = {(r["model"], r["dtype"], r["size"], r["batch"]): r["ms"] for r in results["inference"] if r["mode"] == "reference"}
-    for r in results["inference"]:
-        ref = base.get((r["model"], "fp32", r["size"], r["batch"]))
-        r["speedup_vs_reference"] = round(ref / r["ms"], 2) if ref else ""
-
     if args.scaling:
-        for arch in archs:
-            model = build(arch, "eager", None)
-            times = {s: time_inference(model, 1, s, "fp32", 1, max(3, args.repeats // 2)) for s in SIZES}
-            for s, ms in times.items():
-                pixels = SIZES[s][0] * SIZES[s][1] / (256 * 192)
-                ratio = ms / times["256x192"]
-                results["scaling"].append({"model": arch, "size": s, "ms": round(ms, 1), "pixel_ratio": pixels,
-                                           "time_ratio": round(ratio, 2),
-                                           "ratio_over_pixels": round(ratio / pixels, 3)})
-                print(results["scaling"][-1], flush=True)
+        args.sizes = list(SIZES)
 
+    reference = load_builder(args.reference, args.reference_path) if args.reference else None
+    archs = [f"hrformer_{m}" for m in args.models]
+    results: Dict[str, Any] = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
+                               "inference": [], "scaling": [], "train": []}
+    if not args.no_inference:
+        results["inference"] = bench_inference(args, reference, archs)
+        results["scaling"] = scaling_rows(results["inference"])
     if args.train:
-        for arch in archs:
-            for ckpt in (False, True):
-                out = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.run", "--threads", str(args.threads), "--warmup", "1",
-                     "--repeats", "3", "--train-worker", arch, "8", "1" if ckpt else "0"],
-                    capture_output=True, text=True, check=True,
-                )
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                results["train"].append({"model": arch, "batch": 8, "checkpointing": ckpt,
-                                         "ms": round(r["ms"], 1), "peak_rss_mb": round(r["peak_rss_mb"])})
-                print(results["train"][-1], flush=True)
+        results["train"] = bench_train(args, archs)
 
     print()
     if results["inference"]:
-        print(_table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "img_per_s",
-                                            "speedup_vs_reference"]))
+        print(_table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "min_ms", "img_per_s",
+                                            "speedup_vs_reference", "noisy_blocks"]))
     if results["scaling"]:
-        print("\n" + _table(results["scaling"], ["model", "size", "ms", "pixel_ratio", "time_ratio", "ratio_over_pixels"]))
+        print("\n" + _table(results["scaling"], ["model", "mode", "dtype", "batch", "size", "pixel_ratio",
+                                                "time_ratio", "ratio_over_pixels"]))
     if results["train"]:
-        print("\n" + _table(results["train"], ["model", "batch", "checkpointing", "ms", "peak_rss_mb"]))
+        print("\n" + _table(results["train"], ["model", "impl", "batch", "checkpointing", "ms", "peak_rss_mb",
+                                              "rss_before_mb", "speedup_vs_reference", "rss_vs_reference"]))
     if args.json:
-        import os
-
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -1,0 +1,52 @@
+"""Implementations the benchmarks can time.
+
+An implementation is a callable ``build(name) -> nn.Module`` taking ``hrformer_t``/``_s``/``_b``
+and returning the backbone, whose ``forward(x)`` returns the stage-4 maps. A second implementation
+(e.g. the original code, through a small adapter outside this repository) is passed to
+``python -m benchmarks.run --compare LABEL=module:function``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+import hrformer
+
+Builder = Callable[[str], nn.Module]
+MODES = ("eager", "fused", "compiled", "fused+compiled")
+
+
+def ours(name: str) -> nn.Module:
+    """This package's backbone with the official classification code's semantics (relative
+    position bias added, nearest fusion upsampling, four fused stage-4 maps): the same network the
+    original ``cls/models/hrt.py`` runs up to stage 4."""
+    return hrformer.create_model(name, head=None, upsample_mode="nearest")
+
+
+def load_builder(spec: str, path: Optional[str] = None) -> Builder:
+    """``"package.module:function"`` -> the function; ``path`` is prepended to ``sys.path``."""
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"expected 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
+def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
+    """Eval-mode model for one of :data:`MODES`; ``fused`` needs ``fuse_for_inference``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    model = model.eval()
+    if "fused" in mode:
+        if not hasattr(model, "fuse_for_inference"):
+            raise ValueError(f"{type(model).__name__} has no fuse_for_inference()")
+        model = model.fuse_for_inference()
+    if "compiled" in mode:
+        model = torch.compile(model, fullgraph=fullgraph)
+    return model

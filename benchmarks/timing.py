@@ -1,0 +1,95 @@
+"""Wall-clock timing for noisy shared machines: interleaved variants, blocks that other processes
+disturbed are discarded and re-taken, medians."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_ticks() -> int:
+    """CPU ticks spent outside idle by the whole machine since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+
+def _own_ticks() -> float:
+    t = os.times()
+    return (t.user + t.system) * _TICKS
+
+
+@dataclass
+class Samples:
+    """Per-iteration seconds of one variant, and how many blocks were thrown away."""
+
+    times: List[float] = field(default_factory=list)
+    discarded: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+    @property
+    def min(self) -> float:
+        return min(self.times) if self.times else float("nan")
+
+
+def calibrate(fn: Callable[[], object], block_s: float) -> int:
+    """Iterations per timing block: enough to last ``block_s`` (at least one)."""
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    return max(1, int(block_s / max(one, 1e-9)))
+
+
+def timed_block(fn: Callable[[], object], iters: int, max_other_frac: float = 0.05) -> float:
+    """Mean seconds per call over ``iters`` calls, or NaN when other processes used more than
+    ``max_other_frac`` of the machine meanwhile (/proc/stat ticks are 10 ms, hence the slack)."""
+    busy0, own0 = _busy_ticks(), _own_ticks()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    dt = time.perf_counter() - t0
+    others = ((_busy_ticks() - busy0) - (_own_ticks() - own0)) / _TICKS
+    if others > max_other_frac * dt * (os.cpu_count() or 1) + 0.02:
+        return float("nan")
+    return dt / iters
+
+
+def interleaved(
+    fns: Dict[str, Callable[[], object]],
+    reps: int = 5,
+    warmup: int = 2,
+    block_s: float = 0.3,
+    max_tries: int = 4,
+    quiet_only: bool = True,
+) -> Dict[str, Samples]:
+    """Time every function ``reps`` times in round-robin rounds (so drifts in machine speed hit all
+    variants alike). A block disturbed by other processes is retried up to ``max_tries`` times,
+    then kept anyway and counted in ``discarded`` (so a busy machine still finishes)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    iters = {name: calibrate(fn, block_s) for name, fn in fns.items()}
+    out = {name: Samples() for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            for attempt in range(max_tries if quiet_only else 1):
+                t = timed_block(fn, iters[name])
+                if t == t:  # not NaN
+                    break
+                out[name].discarded += 1
+                time.sleep(1.0)
+            else:
+                t0 = time.perf_counter()
+                for _ in range(iters[name]):
+                    fn()
+                t = (time.perf_counter() - t0) / iters[name]
+            out[name].times.append(t)
+    return out
