@@ -1,0 +1,87 @@
+"""Inference paths give the eager model's outputs: fused (BatchNorm folded, oneDNN kernels),
+torch.compile, bf16 autocast, ONNX export."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import hrformer
+
+HEADS = ["classification", "pose", "segmentation", None]
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        out = model(x)
+    return out if isinstance(out, list) else [out]
+
+
+def _randomise_bn(model):
+    """Non-trivial BatchNorm statistics so that folding them is actually exercised."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+            m.weight.data.copy_(1 + 0.1 * torch.randn(m.num_features, generator=g))
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("name", hrformer.list_models())
+def test_fused_equals_eager(name, head):
+    torch.manual_seed(0)
+    model = hrformer.create_model(name, head=head, num_classes=10).eval()
+    _randomise_bn(model)
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(1, 3, 61, 45)
+    for ref, out in zip(_outputs(model, x), _outputs(fused, x)):
+        scale = ref.abs().max()
+        assert (out - ref).abs().max() <= 1e-4 * scale
+
+
+def test_compiled_equals_eager_without_graph_breaks():
+    torch.manual_seed(0)
+    model = hrformer.create_model("hrformer_t", head="pose").eval()
+    compiled = torch.compile(model, fullgraph=True)  # fullgraph: a graph break is an error
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_bf16_autocast_is_finite_and_close(head):
+    torch.manual_seed(0)
+    model = hrformer.create_model("hrformer_t", head=head).eval()
+    x = torch.randn(2, 3, 64, 48)
+    ref = _outputs(model, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _outputs(model, x)
+    for r, o in zip(ref, out):
+        assert torch.isfinite(o).all()
+        assert (o.float() - r).abs().max() <= 0.1 * r.abs().max()  # bf16 keeps ~3 significant digits
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_onnx_export_matches_pytorch(head, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = hrformer.create_model("hrformer_t", head=head).eval()
+    x = torch.randn(1, 3, 64, 48)
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    for ref, out in zip(_outputs(model, x), got):
+        assert abs(torch.from_numpy(out) - ref).max() <= 1e-4 * ref.abs().max()
+
+
+def test_torch_export_backbone():
+    model = hrformer.create_model("hrformer_t", head=None).eval()
+    x = torch.randn(1, 3, 64, 48)
+    program = torch.export.export(model, (x,))
+    for ref, out in zip(_outputs(model, x), program.module()(x)):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
