@@ -155,12 +155,13 @@ class LocalWindowAttention(nn.Module):
         self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
     ) -> torch.Tensor:
         """softmax(q k^T / sqrt(hd) + mask) v on (B*nW, heads, N, hd) windows."""
-        if self.training or not _explicit_pays(q):
-            return F.scaled_dot_product_attention(
-                q, key, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
-            )
+        dropout = self.attn_drop if self.training else 0.0
+        learned_mask = mask is not None and mask.requires_grad
+        if dropout or not (learned_mask or _explicit_pays(q)):
+            return F.scaled_dot_product_attention(q, key, v, attn_mask=mask, dropout_p=dropout)
         # Two batched matmuls and a softmax: faster than the CPU flash kernel for these small
-        # windows as long as the attention maps stay cache-sized (see _explicit_pays).
+        # windows while the attention maps stay cache-sized (see _explicit_pays), and than SDPA's
+        # math fallback, which a mask that needs a gradient (the learned bias) forces.
         attn = torch.matmul(q, key.transpose(-2, -1)).mul_(self.head_dim**-0.5)
         if mask is not None:
             attn = attn.add_(mask)
