@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import HRFormerConfig
 from .features import FeatureInfo
@@ -80,6 +81,7 @@ class HRFormer(nn.Module):
         self.drop_path_rate = drop_path_rate
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.grad_checkpointing = False
 
         cfg = config
         self.stem = Stem(in_chans, cfg.stem_width)
@@ -147,7 +149,13 @@ class HRFormer(nn.Module):
         # Channels-last throughout: the blocks' (B, H, W, C) token views are then free, and oneDNN's
         # depth-wise convolutions run ~10x faster than on NCHW. Values are unchanged.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = self.stage1(self.stem(x))
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            # One segment per block: recomputing stem and stage 1 at once would hold all of their
+            # full-resolution activations together in the backward pass.
+            for block in [self.stem, *self.stage1]:
+                x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = self.stage1(self.stem(x))
         xs = [x]
         for stage in (self.stage2, self.stage3, self.stage4):
             xs = stage(xs)
@@ -179,9 +187,11 @@ class HRFormer(nn.Module):
 
     # ------------------------------------------------------------------ helpers users expect
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute branch activations in the backward pass to save memory."""
+        """Recompute activations in the backward pass to save memory: only the inputs of the stem +
+        stage 1 segment, of every transition and of every multi-resolution module are kept."""
+        self.grad_checkpointing = enable
         for m in self.modules():
-            if isinstance(m, HRModule):
+            if isinstance(m, (HRModule, Stage)):
                 m.grad_checkpointing = enable
 
     def no_weight_decay(self) -> Set[str]:

@@ -26,7 +26,15 @@ class HRModule(nn.Module):
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            xs = [checkpoint(branch, x, use_reentrant=False) for branch, x in zip(self.branches, xs)]
-        else:
-            xs = [branch(x) for branch, x in zip(self.branches, xs)]
+            # Block by block, then the fusion: only block inputs stay alive until the backward
+            # pass, which recomputes one block at a time (a whole module at once peaks far higher).
+            xs = [self._checkpointed(branch, x) for branch, x in zip(self.branches, xs)]
+            return checkpoint(self.fusion, xs, use_reentrant=False) if self.fusion is not None else xs
+        xs = [branch(x) for branch, x in zip(self.branches, xs)]
         return self.fusion(xs) if self.fusion is not None else xs
+
+    @staticmethod
+    def _checkpointed(branch: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        for block in branch.children() if isinstance(branch, nn.Sequential) else [branch]:
+            x = checkpoint(block, x, use_reentrant=False)
+        return x

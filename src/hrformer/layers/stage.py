@@ -6,6 +6,7 @@ from typing import Callable, List, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .fusion import Fusion
 from .hr_module import HRModule
@@ -45,9 +46,13 @@ class Stage(nn.Module):
             num_outputs = len(channels) if multiscale_output or not last else 1
             hr_modules.append(HRModule(branches, Fusion(channels, num_outputs, upsample_mode)))
         self.hr_modules = nn.ModuleList(hr_modules)
+        self.grad_checkpointing = False  # for the transition; the modules have their own flag
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
-        xs = self.transition(xs)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            xs = checkpoint(self.transition, xs, use_reentrant=False)
+        else:
+            xs = self.transition(xs)
         for hr_module in self.hr_modules:
             xs = hr_module(xs)
         return xs
