@@ -1,0 +1,94 @@
+"""Export and tracing of fused (inference-mode) models: the oneDNN fast path steps aside for
+tracers, exporters and counters, which then see the reference ops."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import hrformer
+from hrformer.layers.onednn import use_onednn
+from hrformer.profile import profile
+
+
+def _fused_pair(head, **kwargs):
+    torch.manual_seed(0)
+    model = hrformer.create_model("hrformer_t", head=head, **kwargs).eval()
+    return model, copy.deepcopy(model).fuse_for_inference()
+
+
+def _as_list(out):
+    return out if isinstance(out, (list, tuple)) else [out]
+
+
+def _assert_close(outs, refs, rel=1e-4):
+    for out, ref in zip(_as_list(outs), _as_list(refs)):
+        assert out.shape == ref.shape
+        assert (torch.as_tensor(out) - ref).abs().max() <= rel * ref.abs().max()
+
+
+def test_onnx_export_of_fused_backbone(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model, fused = _fused_pair(None)
+    x = torch.randn(1, 3, 64, 48)
+    path = tmp_path / "fused.onnx"
+    torch.onnx.export(fused, (x,), str(path), dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        _assert_close([torch.from_numpy(g) for g in got], model(x))
+
+
+@pytest.mark.slow
+def test_onnx_dynamo_export_pose(tmp_path):
+    """torch.export-based ONNX exporter (needs onnxscript; ~40 s on 2 cores)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model, fused = _fused_pair("pose")
+    x = torch.randn(1, 3, 64, 48)
+    path = tmp_path / "pose.onnx"
+    torch.onnx.export(fused, (x,), str(path), dynamo=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        _assert_close([torch.from_numpy(g) for g in got], model(x))
+
+
+@pytest.mark.parametrize("head", ["classification", "segmentation"])
+def test_torch_export_of_fused_heads(head):
+    model, fused = _fused_pair(head, num_classes=10)
+    x = torch.randn(1, 3, 64, 48)
+    program = torch.export.export(fused, (x,))
+    assert not any("mkldnn" in str(node.target) for node in program.graph.nodes)
+    with torch.no_grad():
+        _assert_close(program.module()(x), model(x))
+
+
+def test_jit_trace_of_fused_model():
+    model, fused = _fused_pair("pose")
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        traced = torch.jit.trace(fused, x)
+        _assert_close(traced(x), model(x))
+    assert "mkldnn" not in str(traced.inlined_graph)
+
+
+def test_profile_of_fused_model_counts_the_same_macs():
+    """FLOP counting sees the reference convolutions, so folding BatchNorm changes no MAC."""
+    model, fused = _fused_pair("pose")
+    assert profile(fused, (64, 48)).macs_by_op == profile(model, (64, 48)).macs_by_op
+
+
+def test_onednn_fast_path_conditions():
+    x = torch.randn(1, 8, 4, 4)
+    w = torch.randn(8, 8, 1, 1)
+    with torch.no_grad():
+        assert use_onednn(x, w)
+        assert not use_onednn(x.double(), w)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not use_onednn(x, w)
+    assert use_onednn(x, w)  # no tensor needs a gradient
+    assert not use_onednn(x, w.requires_grad_())
