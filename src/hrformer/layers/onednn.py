@@ -80,22 +80,31 @@ def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     return out >= MIN_POINTWISE_CONV_OUTPUT or out * conv.in_channels // conv.groups >= MIN_MACS
 
 
-def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
-    """``act(conv(x))`` in one oneDNN primitive. Shapes as ``conv``; channels-last in and out."""
+def conv_act(
+    x: torch.Tensor, conv: nn.Conv2d, attr: str, weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``act(conv(x))`` in one oneDNN primitive, with ``conv``'s geometry and its parameters or the
+    given ``weight``/``bias`` (e.g. BatchNorm folded in). Channels-last in and out."""
+    weight, bias = (conv.weight, conv.bias) if weight is None else (weight, bias)
     return _CONV(
-        x, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation), conv.groups,
+        x, weight, bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation), conv.groups,
         attr, [], "none" if attr == "gelu" else "",
     )
 
 
-def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
+def conv_add_act(
+    x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str, weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """``act(conv(x) + other)`` in one oneDNN primitive (the residual add of HRNet blocks); oneDNN
-    fuses only ReLU after the add, other activations run separately."""
+    fuses only ReLU after the add, other activations run separately. Parameters as :func:`conv_act`."""
+    weight, bias = (conv.weight, conv.bias) if weight is None else (weight, bias)
     if attr not in ("none", "relu") or not other.is_contiguous(memory_format=torch.channels_last):
-        return _reference_act(F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
-                                       conv.groups) + other, attr)
+        y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return _reference_act(y + other, attr)
     return _CONV.binary(
-        x, other, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation),
+        x, other, weight, bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation),
         conv.groups, "add", None, None if attr == "none" else attr, [], None,
     )
 
