@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -48,18 +48,17 @@ def calibrate(fn: Callable[[], object], block_s: float) -> int:
     return max(1, int(block_s / max(one, 1e-9)))
 
 
-def timed_block(fn: Callable[[], object], iters: int, max_other_frac: float = 0.05) -> float:
-    """Mean seconds per call over ``iters`` calls, or NaN when other processes used more than
-    ``max_other_frac`` of the machine meanwhile (/proc/stat ticks are 10 ms, hence the slack)."""
+def timed_block(fn: Callable[[], object], iters: int, max_other_frac: float = 0.05) -> Tuple[float, bool]:
+    """Mean seconds per call over ``iters`` calls, and whether the block was clean: other processes
+    used at most ``max_other_frac`` of the machine meanwhile (/proc/stat ticks are 10 ms, hence the
+    slack)."""
     busy0, own0 = _busy_ticks(), _own_ticks()
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
     dt = time.perf_counter() - t0
     others = ((_busy_ticks() - busy0) - (_own_ticks() - own0)) / _TICKS
-    if others > max_other_frac * dt * (os.cpu_count() or 1) + 0.02:
-        return float("nan")
-    return dt / iters
+    return dt / iters, others <= max_other_frac * dt * (os.cpu_count() or 1) + 0.02
 
 
 def interleaved(
@@ -71,8 +70,9 @@ def interleaved(
     quiet_only: bool = True,
 ) -> Dict[str, Samples]:
     """Time every function ``reps`` times in round-robin rounds (so drifts in machine speed hit all
-    variants alike). A block disturbed by other processes is retried up to ``max_tries`` times,
-    then kept anyway and counted in ``discarded`` (so a busy machine still finishes)."""
+    variants alike). A block disturbed by other processes is retried up to ``max_tries`` times
+    (each disturbed try counted in ``discarded``); the last try is kept, so a busy machine still
+    finishes."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -81,15 +81,10 @@ def interleaved(
     for _ in range(reps):
         for name, fn in fns.items():
             for attempt in range(max_tries if quiet_only else 1):
-                t = timed_block(fn, iters[name])
-                if t == t:  # not NaN
+                t, clean = timed_block(fn, iters[name])
+                if clean:
                     break
                 out[name].discarded += 1
                 time.sleep(1.0)
-            else:
-                t0 = time.perf_counter()
-                for _ in range(iters[name]):
-                    fn()
-                t = (time.perf_counter() - t0) / iters[name]
-            out[name].times.append(t)
+            out[name].times.append(t)  # the last try, clean or not
     return out
