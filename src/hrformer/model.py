@@ -248,9 +248,9 @@ class HRFormer(nn.Module):
         """Inference mode (eval only; irreversible). Returns self.
 
         Folds every BatchNorm into its convolution and gathers the attention biases once; on the
-        CPU the fused convolutions then run with their activations (and the HRNet residual adds) as
-        single oneDNN kernels, as do the attention projections. Outputs equal the unfused model's
-        to about 1e-6 relative."""
+        CPU the convolutions then run with their activations (and the HRNet residual adds) as
+        single oneDNN kernels where that pays. (Unfused eval-mode models fold on the fly, for the
+        large convolutions only.) Outputs equal the unfused model's to about 1e-6 relative."""
         self.eval()
         for m in self.modules():
             if isinstance(m, (ConvNormAct, LocalWindowAttention)):

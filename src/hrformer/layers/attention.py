@@ -78,8 +78,7 @@ class LocalWindowAttention(nn.Module):
             self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
         else:
             self.relative_position_bias_table = None
-        # Set by fuse(): inference kernels, and the bias gathered once into (1, heads, N, N).
-        self.fused = False
+        # Set by fuse(): the bias gathered once into (1, heads, N, N).
         self.fused_bias: Optional[torch.Tensor]
         self.register_buffer("fused_bias", None, persistent=False)
 
@@ -96,11 +95,9 @@ class LocalWindowAttention(nn.Module):
     @torch.no_grad()
     def fuse(self) -> None:
         """Inference (irreversible, as the model's ``fuse_for_inference``): gather the relative
-        position bias once into a (1, heads, N, N) buffer (not saved in the state dict) and run the
-        projections with oneDNN where :func:`~hrformer.layers.onednn.use_onednn` allows."""
+        position bias once into a (1, heads, N, N) buffer (not saved in the state dict)."""
         if self.relative_position_bias_table is not None:
             self.fused_bias = self.relative_position_bias().unsqueeze(0).contiguous()
-        self.fused = True
 
     def _allowed(
         self, height: int, width: int, pads: Tuple[int, int, int, int], device: torch.device
@@ -176,11 +173,11 @@ class LocalWindowAttention(nn.Module):
             x = torch.roll(x, (-s, -s), (1, 2))
         windows = window_partition(x, k)  # (B*nW, N, C)
         n = k * k
-        qkv = maybe_linear(windows, self.qkv, self.fused).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = maybe_linear(windows, self.qkv).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd) strided views: SDPA reads them in place
         mask = self.attention_mask(b, h, w, pads, q.dtype, q.device)
         out = self.attend(q, key, v, mask).transpose(1, 2).reshape(-1, n, c)
-        out = self.proj_drop(maybe_linear(out, self.proj, self.fused))
+        out = self.proj_drop(maybe_linear(out, self.proj))
         x = window_unpartition(out, k, hp, wp)
         if s:
             x = torch.roll(x, (s, s), (1, 2))

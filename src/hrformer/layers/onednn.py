@@ -115,9 +115,9 @@ def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
     return _LINEAR(x, lin.weight, lin.bias, "none", [], "")
 
 
-def maybe_linear(x: torch.Tensor, lin: nn.Linear, fused: bool) -> torch.Tensor:
-    """:func:`linear` when ``fused``, :func:`use_onednn` allows it and it pays, else ``lin(x)``."""
-    pays = fused and x.numel() * lin.out_features >= MIN_LINEAR_MACS
+def maybe_linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    """:func:`linear` where :func:`use_onednn` allows it and it pays, else ``lin(x)``."""
+    pays = x.numel() * lin.out_features >= MIN_LINEAR_MACS
     return linear(x, lin) if pays and use_onednn(x, lin.weight) else lin(x)
 
 
