@@ -2,8 +2,8 @@
 
 An implementation is a callable ``build(name) -> nn.Module`` taking ``hrformer_t``/``_s``/``_b``
 and returning the backbone, whose ``forward(x)`` returns the stage-4 maps. A second implementation
-(e.g. the original code, through a small adapter outside this repository) is passed to
-``python -m benchmarks.run --compare LABEL=module:function``.
+is passed as ``python -m benchmarks.run --reference module:function``; ``benchmarks.original:build``
+runs the original HRFormer code from a checkout you provide.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""Markdown tables from the JSON that ``benchmarks.run`` and ``benchmarks.gpu`` write.
+
+    python -m benchmarks.report benchmarks/results/cpu_main.json [more.json ...]
+
+Every list-valued section of each file becomes one table (its rows' keys are the columns), so the
+figures in ``benchmarks/RESULTS.md`` are pasted from measurements, never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict, List, Optional
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.2e}" if v and abs(v) < 1e-2 else f"{v:g}"
+    return str(v)
+
+
+def markdown_table(rows: List[Dict[str, Any]], drop: tuple = ()) -> str:
+    cols = [c for c in dict.fromkeys(k for r in rows for k in r) if c not in drop]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(path: str) -> str:
+    with open(path) as f:
+        data = json.load(f)
+    header = ", ".join(f"{k} {v}" for k, v in data.items() if not isinstance(v, list))
+    out = [f"### {path}", "", header, ""]
+    for section, rows in data.items():
+        if isinstance(rows, list) and rows:
+            out += [f"**{section}**", "", markdown_table(rows, drop=("size",) if section == "train" else ()), ""]
+    return "\n".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args(argv)
+    print("\n".join(report(p) for p in args.files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
