@@ -1,6 +1,7 @@
 """GPU benchmark: one prepared run that checks, then times, on a CUDA device.
 
     python -m benchmarks.gpu --out results.json [--reference MODULE:FACTORY --reference-path DIR]
+    HRFORMER_ORIGINAL=<HRFormer checkout>/cls python -m benchmarks.gpu --reference benchmarks.original:build
 
 Sections, in this order (each row printed as it is measured, the JSON rewritten after each):
 1. agreement: our backbone on the GPU against the same model on the CPU (fp32, TF32 off), and,
