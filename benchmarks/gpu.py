@@ -34,6 +34,7 @@ import torch
 import hrformer
 
 from .impls import load_builder, ours, prepare
+from .run import table
 
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -252,16 +253,6 @@ class Bench:
                                    "rel_err_vs_fused": err if mode != "fused" else ""})
 
 
-def _table(rows: List[Dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    cols = list(rows[0])
-    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)), "  ".join("-" * w for w in widths)]
-    return "\n".join(lines + ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells])
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["t", "s", "b"], choices=["t", "s", "b"])
@@ -297,7 +288,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         steps[section]()
     print(f"\n{bench.results['device']}, torch {torch.__version__}, {bench.elapsed():.0f} s")
     for section in args.sections:
-        print(f"\n{section}\n{_table(bench.results[section])}")
+        rows = bench.results[section]
+        print(f"\n{section}\n{table(rows, list(rows[0])) if rows else ''}")
     return 0
 
 

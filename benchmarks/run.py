@@ -121,7 +121,7 @@ def bench_train(args: argparse.Namespace, archs: List[str]) -> List[Dict[str, An
     return rows
 
 
-def _table(rows: List[Dict[str, Any]], cols: List[str]) -> str:
+def table(rows: List[Dict[str, Any]], cols: List[str]) -> str:
     cells = [[str(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)), "  ".join("-" * w for w in widths)]
@@ -165,13 +165,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print()
     if results["inference"]:
-        print(_table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "min_ms", "img_per_s",
+        print(table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "min_ms", "img_per_s",
                                             "speedup_vs_reference", "noisy_blocks"]))
     if results["scaling"]:
-        print("\n" + _table(results["scaling"], ["model", "mode", "dtype", "batch", "size", "pixel_ratio",
+        print("\n" + table(results["scaling"], ["model", "mode", "dtype", "batch", "size", "pixel_ratio",
                                                 "time_ratio", "ratio_over_pixels"]))
     if results["train"]:
-        print("\n" + _table(results["train"], ["model", "impl", "batch", "checkpointing", "ms", "peak_rss_mb",
+        print("\n" + table(results["train"], ["model", "impl", "batch", "checkpointing", "ms", "peak_rss_mb",
                                               "rss_before_mb", "speedup_vs_reference", "rss_vs_reference"]))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
