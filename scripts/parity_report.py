@@ -1,5 +1,5 @@
 """Parity against the full reference outputs in ../shared/parity (every position, not the compact
-sample the tests keep): one line per fixture and output, max |ours - ref| / max |ref|.
+sample the tests keep): the worst max |ours - ref| / max |ref| per fixture; --json writes every output's.
 
     python scripts/parity_report.py [--shared ../shared/parity] [--json out.json]
 """
