@@ -34,9 +34,8 @@ import torch
 import hrformer
 
 from .impls import load_builder, ours, prepare
-from .run import table
+from .run import SIZES, table
 
-SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled")
 
@@ -199,24 +198,24 @@ class Bench:
         model = prepare(self.our_model(arch), "fused").cuda()
         for batch in self.args.batches:
             x = self.input(batch, "256x192")
-            eager = forward_fn(model, x, dtype)
+            run_fused = forward_fn(model, x, dtype)
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(3):
-                    eager()
+                    run_fused()
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
-                    static_out = eager()
+                    static_out = run_fused()
             except RuntimeError as e:  # an op that cannot be captured
                 self.emit("graphs", {"model": arch, "dtype": dtype, "batch": batch, "error": str(e)[:300]})
                 return
             graph.replay()
             torch.cuda.synchronize()
-            err = rel_err(static_out, eager())
-            times = interleaved({"fused": eager, "fused+cuda_graph": graph.replay}, self.args.repeats,
+            err = rel_err(static_out, run_fused())
+            times = interleaved({"fused": run_fused, "fused+cuda_graph": graph.replay}, self.args.repeats,
                                 self.args.warmup, self.args.block)
             base = statistics.median(times["fused"])
             for mode, ts in times.items():
@@ -234,16 +233,16 @@ class Bench:
             print(f"compiled {arch} {dtype} b{batch}: skipped, past the time budget", flush=True)
             return
         x = self.input(batch, "256x192")
-        eager = prepare(self.our_model(arch), "fused").cuda()
+        fused = prepare(self.our_model(arch), "fused").cuda()
         t = time.perf_counter()
-        compiled = torch.compile(eager, fullgraph=True)
+        compiled = torch.compile(fused, fullgraph=True)
         run = forward_fn(compiled, x, dtype)
         run()
         compile_s = time.perf_counter() - t
-        times = interleaved({"fused": forward_fn(eager, x, dtype), "fused+compiled": run},
+        times = interleaved({"fused": forward_fn(fused, x, dtype), "fused+compiled": run},
                             self.args.repeats, 1, self.args.block)
         with torch.inference_mode():
-            err = rel_err(forward_fn(compiled, x, dtype)(), forward_fn(eager, x, dtype)())
+            err = rel_err(forward_fn(compiled, x, dtype)(), forward_fn(fused, x, dtype)())
         base = statistics.median(times["fused"])
         for mode, ts in times.items():
             ms = statistics.median(ts) * 1e3

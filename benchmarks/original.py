@@ -29,21 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrformer.layers.drop_path import DropPath
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY = os.environ.get("HRFORMER_PARITY", os.path.join(_ROOT, "..", "shared", "parity"))
 VARIANTS = {"hrformer_t": "tiny", "hrformer_s": "small", "hrformer_b": "base"}
-
-
-class _DropPath(nn.Module):
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep = 1.0 - self.drop_prob
-        return x * x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep) / keep
 
 
 def _install_timm_stand_ins() -> None:
@@ -55,7 +45,7 @@ def _install_timm_stand_ins() -> None:
     layers = types.ModuleType("timm.models.layers")
     layers.trunc_normal_ = nn.init.trunc_normal_
     layers.to_2tuple = lambda x: tuple(x) if isinstance(x, collections.abc.Iterable) else (x, x)
-    layers.DropPath = _DropPath
+    layers.DropPath = DropPath  # the same stochastic depth as the original's timm one
     for name in ("timm", "timm.models"):
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["timm.models.layers"] = layers
