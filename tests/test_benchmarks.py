@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import report, run
+import pytest
+
+from benchmarks import profile_ops, report, run
 
 
 def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
@@ -25,3 +27,31 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     md = capsys.readouterr().out
     assert "| hrformer_t | fused | fp32 | 256x192 | 1 |" in md
     assert md.count("\n| hrformer_t |") == 3
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("mkldnn::_convolution_pointwise", "convolution"), ("aten::mkldnn_convolution", "convolution"),
+    ("aten::_slow_conv2d_forward", "convolution"), ("aten::addmm", "matmul"), ("aten::bmm", "matmul"),
+    ("mkldnn::_linear_pointwise", "matmul"), ("aten::_softmax", "attention"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"), ("aten::native_layer_norm", "normalisation"),
+    ("aten::native_batch_norm", "normalisation"), ("aten::gelu", "activation"), ("aten::clamp_min", "activation"),
+    ("aten::upsample_bilinear2d", "resampling"), ("aten::copy_", "copies"), ("aten::constant_pad_nd", "copies"),
+    ("aten::add_", "element-wise"), ("aten::mul", "element-wise"), ("aten::empty", "other"), ("aten::view", "other"),
+])
+def test_profile_ops_classifies_the_ops_of_both_implementations(name, cls):
+    assert profile_ops.op_class(name) == cls
+
+
+def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path):
+    out = tmp_path / "profile.json"
+    rc = profile_ops.main(["--models", "t", "--batches", "1", "--modes", "fused", "--reference", "benchmarks.impls:ours",
+                           "--repeats", "1", "--block", "0", "--calls", "1", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["breakdown"]
+    assert [r["impl"] for r in rows] == ["reference", "ours fused"]
+    for r in rows:
+        parts = sum(r[f"{c}_ms"] for c in profile_ops.REQUIRED + profile_ops.GLUE)
+        assert abs(parts - r["wall_ms"]) <= 0.01 * r["wall_ms"] + 0.5
+        assert 0 < r["required_ms"] < r["wall_ms"] and r["convolution_ms"] > 0 and r["attention_ms"] > 0
+        # The bound assumes free glue, so it is never below the measured speed-up.
+        assert r["bound_vs_reference"] >= r["speedup_vs_reference"]

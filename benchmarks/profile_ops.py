@@ -1,0 +1,147 @@
+"""Where the CPU time goes: ``torch.profiler`` op times grouped into kernel classes, for our model
+and, in the same run, a reference implementation.
+
+    python -m benchmarks.profile_ops --models t --batches 1 8 --modes fused
+    HRFORMER_ORIGINAL=... python -m benchmarks.profile_ops --reference benchmarks.original:build
+
+For every implementation it reports the wall time (interleaved timing, as ``benchmarks.run``), then
+the profiled self time of every op, summed per class:
+
+- required: convolutions (with their fused activation or bias), matrix products, softmax and
+  attention kernels, normalisation, activations and resampling: the arithmetic of the network;
+- glue: layout copies, padding, concatenation, element-wise adds/multiplies, the remaining small
+  ops (allocation, views, dispatch) and the Python time between ops (wall minus profiled).
+
+``bound_vs_reference`` = reference wall time / our required time: the speed-up over the reference
+that an implementation would reach if all of its glue were free and its arithmetic ran at the speed
+of the library kernels used here (oneDNN, MKL and ATen on this machine). It is an upper bound for
+any implementation built from these kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from .impls import MODES, load_builder, ours, prepare
+from .run import SIZES, table
+from .timing import interleaved
+
+REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
+GLUE = ("copies", "element-wise", "other", "python")
+CLASSES = REQUIRED + GLUE[:-1]
+
+# Op-name fragments per class, matched in this order against the profiler's op names.
+_PATTERNS = (
+    ("convolution", ("convolution", "conv2d", "conv_depthwise", "_nnpack")),
+    ("attention", ("softmax", "scaled_dot_product", "_flash_attention")),
+    ("resampling", ("upsample", "interpolate")),  # before matmul: "bilinear" contains "linear"
+    ("matmul", ("::mm", "addmm", "bmm", "baddbmm", "matmul", "linear")),
+    ("normalisation", ("layer_norm", "batch_norm", "group_norm")),
+    ("activation", ("gelu", "relu", "clamp_min", "threshold", "sigmoid", "hardtanh", "silu")),
+    ("copies", ("copy_", "clone", "contiguous", "pad", "fill_", "zero_", "cat", "stack", "index", "roll",
+                "_to_copy")),
+    ("element-wise", ("::add", "::mul", "::sub", "::div", "addcmul", "addcdiv", "where")),
+)
+
+
+def op_class(name: str) -> str:
+    """The kernel class of a profiler op name (see the module docstring); ``other`` if none fits."""
+    for cls, fragments in _PATTERNS:
+        if any(f in name for f in fragments):
+            return cls
+    return "other"
+
+
+def profiled_classes(model: torch.nn.Module, x: torch.Tensor, calls: int = 2) -> Dict[str, float]:
+    """Self CPU milliseconds per call, per op class, over ``calls`` profiled forward passes."""
+    with torch.inference_mode():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                model(x)
+    per_class: Dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        per_class[op_class(event.key)] += event.self_cpu_time_total / 1e3 / calls
+    return {cls: per_class.get(cls, 0.0) for cls in CLASSES}
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor):
+    def call() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return call
+
+
+def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
+    rows = []
+    for arch in archs:
+        models = {f"ours {mode}": prepare(ours(arch), mode) for mode in args.modes}
+        if reference is not None:
+            models = {"reference": reference(arch).eval(), **models}
+        for batch in args.batches:
+            x = torch.randn(batch, 3, *SIZES[args.size], generator=torch.Generator().manual_seed(0))
+            walls = interleaved({k: _run(m, x) for k, m in models.items()}, reps=args.repeats,
+                                warmup=1, block_s=args.block)
+            ref_ms: Optional[float] = walls["reference"].median * 1e3 if "reference" in walls else None
+            for impl, model in models.items():
+                wall = walls[impl].median * 1e3
+                per_class = profiled_classes(model, x, args.calls)
+                profiled = sum(per_class.values())
+                # Profiling slows every op a little; scale the classes to the unprofiled wall time.
+                scale = min(1.0, wall / profiled) if profiled else 1.0
+                ms = {cls: v * scale for cls, v in per_class.items()}
+                ms["python"] = max(0.0, wall - sum(ms.values()))
+                required = sum(ms[c] for c in REQUIRED)
+                row: Dict[str, Any] = {"model": arch, "impl": impl, "size": args.size, "batch": batch,
+                                       "wall_ms": round(wall, 1)}
+                row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
+                row["required_ms"] = round(required, 1)
+                row["glue_share"] = round(1 - required / wall, 3)
+                row["speedup_vs_reference"] = round(ref_ms / wall, 2) if ref_ms else ""
+                row["bound_vs_reference"] = round(ref_ms / required, 2) if ref_ms else ""
+                rows.append(row)
+                print(row, flush=True)
+    return rows
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["t", "s", "b"], choices=["t", "s", "b"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--size", default="256x192", choices=list(SIZES))
+    ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=[m for m in MODES if "compiled" not in m])
+    ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, profiled as 'reference'")
+    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
+    ap.add_argument("--calls", type=int, default=2, help="profiled forward passes per implementation")
+    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per implementation")
+    ap.add_argument("--block", type=float, default=1.0, help="seconds per timing block")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default="benchmarks/out/profile_ops.json")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    reference = load_builder(args.reference, args.reference_path) if args.reference else None
+    rows = breakdown_rows(args, reference, [f"hrformer_{m}" for m in args.models])
+    cols = ["model", "impl", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",
+            "speedup_vs_reference", "bound_vs_reference"]
+    print(table(rows, cols))
+    result = {"torch": torch.__version__, "threads": args.threads, "breakdown": rows}
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
