@@ -56,6 +56,20 @@ def test_compiled_equals_eager_without_graph_breaks():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_frozen_compile_of_the_fused_model_equals_eager():
+    """The README's CPU deployment recipe: inductor freezing (weights as constants) of the fused
+    model, static shapes, under no_grad; same small model as above."""
+    import torch._inductor.config as inductor_config
+
+    torch.manual_seed(0)
+    model = HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="pose").eval()
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(1, 3, 64, 48)
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        compiled = torch.compile(fused, fullgraph=True, dynamic=False)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_bf16_autocast_is_finite_and_close(head):
     torch.manual_seed(0)
