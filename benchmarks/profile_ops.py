@@ -3,9 +3,11 @@ and, in the same run, a reference implementation.
 
     python -m benchmarks.profile_ops --models t --batches 1 8 --modes fused
     HRFORMER_ORIGINAL=... python -m benchmarks.profile_ops --reference benchmarks.original:build
+    HRFORMER_ORIGINAL=... python -m benchmarks.profile_ops --train --models t --batches 8 --reference ...
 
-For every implementation it reports the wall time (interleaved timing, as ``benchmarks.run``), then
-the profiled self time of every op, summed per class:
+For every implementation it reports the wall time of a forward pass (``--train``: of a training
+step, forward and backward; interleaved timing, as ``benchmarks.run``), then the profiled self time
+of every op, summed per class:
 
 - required: convolutions (with their fused activation or bias), matrix products, softmax and
   attention kernels, normalisation, activations and resampling: the arithmetic of the network;
@@ -25,7 +27,7 @@ import json
 import os
 import sys
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -60,20 +62,19 @@ def op_class(name: str) -> str:
     return "other"
 
 
-def profiled_classes(model: torch.nn.Module, x: torch.Tensor, calls: int = 2) -> Dict[str, float]:
-    """Self CPU milliseconds per call, per op class, over ``calls`` profiled forward passes."""
-    with torch.inference_mode():
-        model(x)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(calls):
-                model(x)
+def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]:
+    """Self CPU milliseconds per call of ``fn``, per op class, over ``calls`` profiled calls."""
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
     per_class: Dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
         per_class[op_class(event.key)] += event.self_cpu_time_total / 1e3 / calls
     return {cls: per_class.get(cls, 0.0) for cls in CLASSES}
 
 
-def _run(model: torch.nn.Module, x: torch.Tensor):
+def _inference_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def call() -> None:
         with torch.inference_mode():
             model(x)
@@ -81,28 +82,44 @@ def _run(model: torch.nn.Module, x: torch.Tensor):
     return call
 
 
+def _train_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """Forward and backward of the mean of every output map, as ``benchmarks.train_step``."""
+
+    def step() -> None:
+        loss = sum(o.float().mean() for o in model(x))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
 def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
     rows = []
     for arch in archs:
-        models = {f"ours {mode}": prepare(ours(arch), mode) for mode in args.modes}
+        if args.train:
+            models = {"ours train": ours(arch).train()}
+        else:
+            models = {f"ours {mode}": prepare(ours(arch), mode) for mode in args.modes}
         if reference is not None:
-            models = {"reference": reference(arch).eval(), **models}
+            ref_model = reference(arch)
+            models = {"reference": ref_model.train(args.train), **models}
+        make = _train_fn if args.train else _inference_fn
         for batch in args.batches:
             x = torch.randn(batch, 3, *SIZES[args.size], generator=torch.Generator().manual_seed(0))
-            walls = interleaved({k: _run(m, x) for k, m in models.items()}, reps=args.repeats,
-                                warmup=1, block_s=args.block)
+            fns = {impl: make(m, x) for impl, m in models.items()}
+            walls = interleaved(fns, reps=args.repeats, warmup=1, block_s=args.block)
             ref_ms: Optional[float] = walls["reference"].median * 1e3 if "reference" in walls else None
-            for impl, model in models.items():
+            for impl, fn in fns.items():
                 wall = walls[impl].median * 1e3
-                per_class = profiled_classes(model, x, args.calls)
+                per_class = profiled_classes(fn, args.calls)
                 profiled = sum(per_class.values())
                 # Profiling slows every op a little; scale the classes to the unprofiled wall time.
                 scale = min(1.0, wall / profiled) if profiled else 1.0
                 ms = {cls: v * scale for cls, v in per_class.items()}
                 ms["python"] = max(0.0, wall - sum(ms.values()))
                 required = sum(ms[c] for c in REQUIRED)
-                row: Dict[str, Any] = {"model": arch, "impl": impl, "size": args.size, "batch": batch,
-                                       "wall_ms": round(wall, 1)}
+                row: Dict[str, Any] = {"model": arch, "impl": impl, "task": "train" if args.train else "inference",
+                                       "size": args.size, "batch": batch, "wall_ms": round(wall, 1)}
                 row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
                 row["required_ms"] = round(required, 1)
                 row["glue_share"] = round(1 - required / wall, 3)
@@ -119,6 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--size", default="256x192", choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=[m for m in MODES if "compiled" not in m])
+    ap.add_argument("--train", action="store_true", help="profile a training step (forward + backward) instead")
     ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, profiled as 'reference'")
     ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
     ap.add_argument("--calls", type=int, default=2, help="profiled forward passes per implementation")
@@ -131,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     reference = load_builder(args.reference, args.reference_path) if args.reference else None
     rows = breakdown_rows(args, reference, [f"hrformer_{m}" for m in args.models])
-    cols = ["model", "impl", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",
+    cols = ["model", "impl", "task", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",
             "speedup_vs_reference", "bound_vs_reference"]
     print(table(rows, cols))
     result = {"torch": torch.__version__, "threads": args.threads, "breakdown": rows}

@@ -42,13 +42,14 @@ def test_profile_ops_classifies_the_ops_of_both_implementations(name, cls):
     assert profile_ops.op_class(name) == cls
 
 
-def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path):
+@pytest.mark.parametrize("task, impls", [("inference", ["--modes", "fused"]), ("train", ["--train"])])
+def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path, task, impls):
     out = tmp_path / "profile.json"
-    rc = profile_ops.main(["--models", "t", "--batches", "1", "--modes", "fused", "--reference", "benchmarks.impls:ours",
+    rc = profile_ops.main(["--models", "t", "--batches", "1", *impls, "--reference", "benchmarks.impls:ours",
                            "--repeats", "1", "--block", "0", "--calls", "1", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["breakdown"]
-    assert [r["impl"] for r in rows] == ["reference", "ours fused"]
+    assert [(r["impl"], r["task"]) for r in rows] == [("reference", task), ("ours fused" if task == "inference" else "ours train", task)]
     for r in rows:
         parts = sum(r[f"{c}_ms"] for c in profile_ops.REQUIRED + profile_ops.GLUE)
         assert abs(parts - r["wall_ms"]) <= 0.01 * r["wall_ms"] + 0.5
