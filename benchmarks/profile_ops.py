@@ -23,8 +23,6 @@ any implementation built from these kernels.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional
@@ -33,7 +31,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .impls import MODES, load_builder, ours, prepare
-from .run import SIZES, table
+from .run import SIZES, table, write_json
 from .timing import interleaved
 
 REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
@@ -154,10 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table(rows, cols))
     result = {"torch": torch.__version__, "threads": args.threads, "breakdown": rows}
     if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return 0
 
 

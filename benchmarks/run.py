@@ -125,6 +125,14 @@ def bench_train(args: argparse.Namespace, archs: List[str]) -> List[Dict[str, An
     return rows
 
 
+def write_json(path: str, data: Dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` (folders created) and say so."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    print(f"\nwrote {path}")
+
+
 def table(rows: List[Dict[str, Any]], cols: List[str]) -> str:
     cells = [[str(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
@@ -178,10 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\n" + table(results["train"], ["model", "impl", "batch", "checkpointing", "ms", "peak_rss_mb",
                                               "rss_before_mb", "speedup_vs_reference", "rss_vs_reference"]))
     if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"\nwrote {args.json}")
+        write_json(args.json, results)
     return 0
 
 
