@@ -49,9 +49,9 @@ def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
         model = model.fuse_for_inference()
     if "compiled" in mode:
         # Freezing lets inductor treat the weights as constants (BatchNorm folding, prepacked
-        # oneDNN weights, convolution + activation fusion); it applies to calls under no_grad, not
-        # inference_mode. It must be set in the global config: passed as options={"freezing": True}
-        # it is silently ignored (torch 2.13: compiles in a quarter of the time, runs no faster).
+        # oneDNN weights, convolution + activation fusion) for calls without autograd. It must be
+        # set in the global config: passed as options={"freezing": True} it had no effect (torch
+        # 2.13: compiled in a quarter of the time, ran no faster).
         # dynamic=False: one static graph per input shape, as deployed models run.
         import torch._inductor.config as inductor_config
 

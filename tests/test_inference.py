@@ -58,7 +58,7 @@ def test_compiled_equals_eager_without_graph_breaks():
 
 def test_frozen_compile_of_the_fused_model_equals_eager():
     """The README's CPU deployment recipe: inductor freezing (weights as constants) of the fused
-    model, static shapes, under no_grad; same small model as above."""
+    model, static shapes, autograd off; same small model as above."""
     import torch._inductor.config as inductor_config
 
     torch.manual_seed(0)
