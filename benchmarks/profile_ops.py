@@ -137,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--train", action="store_true", help="profile a training step (forward + backward) instead")
     ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, profiled as 'reference'")
     ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
-    ap.add_argument("--calls", type=int, default=2, help="profiled forward passes per implementation")
+    ap.add_argument("--calls", type=int, default=2, help="profiled calls per implementation (forward passes; training steps with --train)")
     ap.add_argument("--repeats", type=int, default=5, help="timing blocks per implementation")
     ap.add_argument("--block", type=float, default=1.0, help="seconds per timing block")
     ap.add_argument("--threads", type=int, default=2)
