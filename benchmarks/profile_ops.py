@@ -31,7 +31,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .impls import MODES, load_builder, ours, prepare
-from .run import SIZES, table, write_json
+from .run import SIZES, forward_fn, table, write_json
+from .train_step import train_step_fn
 from .timing import interleaved
 
 REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
@@ -72,25 +73,6 @@ def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]
     return {cls: per_class.get(cls, 0.0) for cls in CLASSES}
 
 
-def _inference_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def call() -> None:
-        with torch.inference_mode():
-            model(x)
-
-    return call
-
-
-def _train_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    """Forward and backward of the mean of every output map, as ``benchmarks.train_step``."""
-
-    def step() -> None:
-        loss = sum(o.float().mean() for o in model(x))
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-
-    return step
-
-
 def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
     rows = []
     for arch in archs:
@@ -101,7 +83,7 @@ def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> Lis
         if reference is not None:
             ref_model = reference(arch)
             models = {"reference": ref_model.train(args.train), **models}
-        make = _train_fn if args.train else _inference_fn
+        make = train_step_fn if args.train else forward_fn
         for batch in args.batches:
             x = torch.randn(batch, 3, *SIZES[args.size], generator=torch.Generator().manual_seed(0))
             fns = {impl: make(m, x) for impl, m in models.items()}

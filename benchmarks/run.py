@@ -25,7 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -35,7 +35,9 @@ from .timing import interleaved
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 
 
-def _forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str):
+def forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str = "fp32") -> Callable[[], None]:
+    """One inference call on ``x`` (``dtype`` "bf16": under CPU autocast)."""
+
     def run() -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
             model(x)
@@ -53,7 +55,7 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.randn(batch, 3, *SIZES[size], generator=torch.Generator().manual_seed(0))
-                    fns = {mode: _forward_fn(m, x, dtype) for mode, m in models.items()}
+                    fns = {mode: forward_fn(m, x, dtype) for mode, m in models.items()}
                     samples = interleaved(fns, reps=args.repeats, warmup=args.warmup, block_s=args.block)
                     for mode, s in samples.items():
                         ms = s.median * 1e3

@@ -14,7 +14,7 @@ import os
 import resource
 import statistics
 import time
-from typing import List
+from typing import Callable, List
 
 import torch
 
@@ -25,6 +25,17 @@ from .timing import timed_block
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def train_step_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One training step on ``x``: forward, backward of the mean of every output map, gradients cleared."""
+
+    def step() -> None:
+        loss = sum(o.float().mean() for o in model(x))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
 
 
 def main(argv: List[str] = None) -> None:
@@ -50,11 +61,7 @@ def main(argv: List[str] = None) -> None:
     x = torch.randn(args.batch, 3, h, w, generator=torch.Generator().manual_seed(0))
     rss_before = _rss_mb()
 
-    def step() -> None:
-        loss = sum(o.float().mean() for o in model(x))
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-
+    step = train_step_fn(model, x)
     step()  # warm-up
     times, disturbed = [], 0
     while len(times) < args.steps:
