@@ -262,7 +262,8 @@ def test_warp_matrix_matches_mmpose(udp, rot):
             ref_inv = np_get_warp_matrix(center[i], scale[i], rot, (out_w, out_h), inv=True)
         np.testing.assert_allclose(ours[i].numpy(), ref, atol=1e-9)
         np.testing.assert_allclose(ours_inv[i].numpy(), ref_inv, atol=1e-9)
-    single = pose.warp_matrix(torch.tensor([30.0, 70.0]), torch.tensor([93.75, 125.0]), (out_h, out_w), rot=rot, udp=udp)
+    single = pose.warp_matrix(torch.tensor([30.0, 70.0]), torch.tensor([93.75, 125.0]), (out_h, out_w),
+                              rot=rot, udp=udp)
     assert single.shape == (2, 3) and single.dtype == torch.float32
 
 

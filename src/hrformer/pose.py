@@ -17,7 +17,6 @@ pixel-index coordinates (pixel ``i`` is centred on ``i``), as in OpenCV and mmpo
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
