@@ -27,9 +27,9 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 import hrformer
-from hrformer.convert import convert_original, load_state_dict_strict
-from hrformer.hub import download_url
-from hrformer.pretrained import PretrainedCfg
+from hrformer.weights.layouts import convert_original, load_state_dict_strict
+from hrformer.weights.hub import download_url
+from hrformer.weights.pretrained import PretrainedCfg
 
 
 class PublishError(Exception):

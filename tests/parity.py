@@ -9,7 +9,7 @@ import math
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from safetensors.torch import load_file
@@ -109,3 +109,25 @@ def split_name(variant: str) -> Tuple[str, str]:
     """``official_cls_hrt_tiny`` -> (``official_cls``, ``hrformer_t``)."""
     layout = "mmpose" if variant.startswith("mmpose") else "_".join(variant.split("_")[:2])
     return layout, "hrformer_" + variant.rsplit("_", 1)[1][0]
+
+
+TOL = 1e-5  # relative to max|ref|, as in ../shared/parity/README.md
+
+
+
+def mmpose_0x_release(sd: dict, meta: Optional[dict] = None) -> dict:
+    """An mmpose 0.x release file made from an mmpose 1.x state dict: ``keypoint_head.`` for ``head.``."""
+    return {"meta": meta or {"epoch": 210},
+            "state_dict": {("keypoint_head." + k[5:] if k.startswith("head.") else k): v for k, v in sd.items()}}
+
+
+def assert_parity(model, variant: str, size: str) -> None:
+    """Every stored output of the fixture (but the multi-scale ones) within TOL."""
+    outs = run_outputs(model.eval(), parity_input(size))
+    names = [n for n in reference_outputs(variant, size) if not n.startswith("stage4_ms.")]
+    errors = {n: relative_error(variant, size, n, outs[n]) for n in names}
+    assert names and all(e <= TOL for e in errors.values()), errors
+
+
+def same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())

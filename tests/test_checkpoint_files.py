@@ -12,30 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 import hrformer
-from hrformer.convert import convert_original
-from parity import original_state_dict, parity_input, reference_outputs, relative_error, run_outputs, split_name
-
-TOL = 1e-5  # relative to max|ref|, as in ../shared/parity/README.md
-
-
-
-def mmpose_0x_release(sd: dict, meta: Optional[dict] = None) -> dict:
-    """An mmpose 0.x release file made from an mmpose 1.x state dict: ``keypoint_head.`` for ``head.``."""
-    return {"meta": meta or {"epoch": 210},
-            "state_dict": {("keypoint_head." + k[5:] if k.startswith("head.") else k): v for k, v in sd.items()}}
-
-
-def assert_parity(model: hrformer.HRFormer, variant: str, size: str) -> None:
-    """Every stored output of the fixture (but the multi-scale ones) within TOL."""
-    outs = run_outputs(model.eval(), parity_input(size))
-    names = [n for n in reference_outputs(variant, size) if not n.startswith("stage4_ms.")]
-    errors = {n: relative_error(variant, size, n, outs[n]) for n in names}
-    assert names and all(e <= TOL for e in errors.values()), errors
-
-
-def same_tensors(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
-
+from hrformer.weights import convert_original
+from parity import assert_parity, mmpose_0x_release, original_state_dict, same_tensors, split_name
 
 def _run_code(path: str) -> None:
     Path(path).write_text("unpickling ran code")

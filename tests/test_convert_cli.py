@@ -10,8 +10,7 @@ import torch
 
 import hrformer
 from hrformer.cli import main
-from parity import original_state_dict, split_name
-from test_checkpoint_files import assert_parity, mmpose_0x_release, same_tensors
+from parity import assert_parity, mmpose_0x_release, original_state_dict, same_tensors, split_name
 
 # variant -> (the released file's wrapping, the smaller fixture size)
 FILES = {
@@ -33,7 +32,7 @@ def test_convert_reproduces_the_fixture(variant, tmp_path, capsys):
     assert "strict reload, all tensors identical" in report
 
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    model = hrformer.create_model(config["architecture"], **config["model_kwargs"])
+    model = hrformer.create_model(config["architecture"], **config["model_kwargs"], **config["config"])
     hrformer.load_weights(model, tmp_path / "out" / "model.safetensors")  # strict, our layout
     assert_parity(model, variant, size)
 

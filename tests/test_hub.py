@@ -17,8 +17,8 @@ from huggingface_hub import HfApi, constants
 from safetensors.torch import save_file
 
 import hrformer
-from hrformer import pretrained
-from hrformer.pretrained import PretrainedCfg
+from hrformer.weights import pretrained
+from hrformer.weights.pretrained import PretrainedCfg
 from parity import original_state_dict
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))

@@ -21,22 +21,11 @@ def _outputs(model, x):
     return out if isinstance(out, list) else [out]
 
 
-def _randomise_bn(model):
-    """Non-trivial BatchNorm statistics so that folding them is actually exercised."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-            m.weight.data.copy_(1 + 0.1 * torch.randn(m.num_features, generator=g))
-
-
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("name", hrformer.list_models())
-def test_fused_equals_eager(name, head):
+def test_fused_equals_eager(name, head, head_kwargs, randomise_bn):
     torch.manual_seed(0)
-    model = hrformer.create_model(name, head=head, num_classes=10).eval()
-    _randomise_bn(model)
+    model = randomise_bn(hrformer.create_model(name, head=head, **head_kwargs(head, 10)).eval())
     fused = copy.deepcopy(model).fuse_for_inference()
     x = torch.randn(1, 3, 61, 45)
     for ref, out in zip(_outputs(model, x), _outputs(fused, x)):

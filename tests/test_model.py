@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.convert import CheckpointLayoutError
+from hrformer.weights import CheckpointLayoutError
 from hrformer.profile import count_params
 
 MODELS = hrformer.list_models()
@@ -80,9 +80,9 @@ def test_out_indices_select_maps():
 
 @pytest.mark.parametrize("head", ["classification", "pose", "segmentation", None])
 @pytest.mark.parametrize("name", ["hrformer_t", "hrformer_t_hrnet"])
-def test_gradients_reach_every_parameter(name, head):
+def test_gradients_reach_every_parameter(name, head, head_kwargs):
     torch.manual_seed(0)
-    model = hrformer.create_model(name, head=head, num_classes=5).train()
+    model = hrformer.create_model(name, head=head, **head_kwargs(head, 5)).train()
     out = model(torch.randn(2, 3, 61, 45))
     loss = sum(o.float().square().mean() for o in out) if isinstance(out, list) else out.square().mean()
     loss.backward()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.convert import convert_original
+from hrformer.weights import convert_original
 from parity import (
     SHARED_PARITY,
     VARIANTS,
@@ -54,7 +54,7 @@ def test_parity(variant):
 def test_parity_multiscale_last_stage(variant):
     """mmpose built with extra.stage4.multiscale_output=True: all four fused maps."""
     model = hrformer.from_original(original_state_dict(variant, multiscale=True))
-    assert model.multiscale_output and len(model.feature_info) == 4
+    assert model.config.multiscale_output and len(model.feature_info) == 4
     names = [n for n in reference_outputs(variant, "256x192") if n.startswith("stage4_ms.")]
     assert names
     outs = run_outputs(model, parity_input("256x192"))

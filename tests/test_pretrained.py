@@ -16,11 +16,10 @@ import torch
 from huggingface_hub import constants
 
 import hrformer
-from hrformer import pretrained, weights
-from hrformer.hub import WeightsUnavailableError, hash_prefix_in_name
-from hrformer.pretrained import PretrainedCfg
-from parity import original_state_dict
-from test_checkpoint_files import assert_parity, mmpose_0x_release
+from hrformer.weights import loading as weights, pretrained
+from hrformer.weights.hub import WeightsUnavailableError, hash_prefix_in_name
+from hrformer.weights.pretrained import PretrainedCfg
+from parity import assert_parity, mmpose_0x_release, original_state_dict
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hrformer_reference.json"
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -82,13 +81,13 @@ def test_registry_has_every_released_mmpose_checkpoint():
 
 def test_tag_builds_the_model_its_weights_need():
     cls = hrformer.create_model("hrformer_t.in1k")
-    assert cls.head_type == "classification" and cls.upsample_mode == "nearest"
+    assert cls.head_type == "classification" and cls.config.upsample_mode == "nearest"
     mm = hrformer.create_model("hrformer_s.coco_256x192", num_keypoints=5)
-    assert (mm.head_type, mm.num_keypoints, mm.rel_pos_bias, mm.upsample_mode, mm.multiscale_output) == (
+    assert (mm.head_type, mm.num_keypoints, mm.config.rel_pos_bias, mm.config.upsample_mode, mm.config.multiscale_output) == (
         "pose", 5, True, "bilinear", False)
     assert mm.pretrained_cfg.name == "hrformer_s.coco_256x192"
     official = hrformer.create_model("hrformer_s.coco_256x192_official")
-    assert not official.rel_pos_bias
+    assert not official.config.rel_pos_bias
 
 
 def test_pretrained_cfg_dict_round_trip():

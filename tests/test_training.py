@@ -84,3 +84,20 @@ def test_training_attention_gradients_match_sdpa(rel_pos_bias, shift):
         LocalWindowAttention.attend = sdpa
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpointing_updates_batch_norm_statistics_once():
+    """The recomputation in the backward pass must not update running statistics a second time."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 48)
+    states = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = hrformer.create_model("hrformer_t", head="pose").train()
+        model.set_grad_checkpointing(ckpt)
+        model(x).square().mean().backward()
+        states.append({k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k})
+    plain, checkpointed = states
+    assert all(int(v) == 1 for k, v in checkpointed.items() if k.endswith("num_batches_tracked"))
+    for k in plain:
+        torch.testing.assert_close(checkpointed[k], plain[k], rtol=1e-5, atol=1e-6)

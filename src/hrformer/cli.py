@@ -8,20 +8,20 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
+from . import cli_pose
 from .config import ARCHS
-from .convert import detect_layout, from_original
-from .hub import save_pretrained
-from .pretrained import get_pretrained_cfg
-from .profile import count_params, paper_pose_gflops, profile
-from .registry import (
+from .factory import (
     build_model,
     find_architecture,
+    from_original,
     from_pretrained,
     get_model_entry,
     list_models,
+    save_pretrained,
     split_model_name,
 )
+from .profile import count_params, paper_pose_gflops, profile
+from .weights import CheckpointError, detect_layout, get_pretrained_cfg, read_checkpoint, unwrap_state_dict
 
 # The paper's published numbers (HRFormer, NeurIPS 2021: Table 2 models, Tables 3 and 5).
 PUBLISHED = {
@@ -101,11 +101,9 @@ def _add_info(sub: "argparse._SubParsersAction") -> None:
 
 
 def _head_text(model) -> str:
-    if model.head_type == "pose":
-        return f"pose, {model.num_keypoints} keypoints"
-    if model.head_type in ("classification", "segmentation"):
-        return f"{model.head_type}, {model.num_classes} classes"
-    return "none (backbone)"
+    if model.head is None:
+        return "none (backbone)"
+    return f"{model.head_type}, {model.head.output_arg} {model.head.num_outputs}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -152,8 +150,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         ["architecture", f"{find_architecture(model.config) or 'unregistered'} "
                          f"(channels {'/'.join(map(str, model.config.channels))})"],
         ["head", _head_text(model)],
-        ["semantics", f"rel_pos_bias={model.rel_pos_bias}, upsample_mode={model.upsample_mode}, "
-                      f"multiscale_output={model.multiscale_output}"],
+        ["semantics", f"rel_pos_bias={model.config.rel_pos_bias}, upsample_mode={model.config.upsample_mode}, "
+                      f"multiscale_output={model.config.multiscale_output}, window_size={model.config.window_size}"],
         ["wrote", f"{weights} ({len(ours)} tensors), {config}"],
         ["verified", "strict reload, all tensors identical" if identical else "MISMATCH after reload"],
     ]))
@@ -181,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_list(sub)
     _add_convert(sub)
+    cli_pose.add_parser(sub)
     return parser
 
 

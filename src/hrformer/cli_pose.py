@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 import torch
 
+from .factory import create_model
 from .keypoints import COCO_KEYPOINTS
 from .pose import DECODE_METHODS, keypoint_info, predict
 
@@ -44,8 +45,6 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
 
 def _load_model(name: str, weights: Any) -> torch.nn.Module:
     """A pose model with real weights: never silently a randomly initialised one."""
-    from . import create_model  # the package's public factory, imported when needed
-
     if name.startswith(_SAVED_PREFIXES) or "." in name:
         # A tag (or a saved model) says which model the weights need; without --weights load its own.
         model = create_model(name, pretrained=weights or True)

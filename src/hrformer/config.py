@@ -1,21 +1,36 @@
-"""Architecture configurations (HRFormer paper, Table 2)."""
+"""Architecture configurations (HRFormer paper, Table 2) and every option that changes the graph."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict, Tuple
 
 BLOCK_TYPES = ("transformer", "basic")
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+class ConfigError(ValueError):
+    """An invalid architecture option (its message names the field)."""
 
 
 @dataclass(frozen=True)
 class HRFormerConfig:
-    """The shape of an HRFormer backbone.
+    """The shape of an HRFormer backbone, and the options in which the original code paths differ.
 
     ``channels``/``heads`` are per branch (strides 4, 8, 16, 32); ``modules`` per stage 1-4; every
     branch of a module has ``blocks`` blocks. Stage 1 is ``stage1_blocks`` bottlenecks on
     ``stem_width`` channels. ``block`` selects transformer blocks or HRNet basic blocks (Table 11);
     ``ffn_dw`` and ``shift_windows`` are the paper's FFN (Table 7) and window (Tables 8-9) ablations.
+
+    Original-code semantics:
+        rel_pos_bias: add the learned relative position bias to the attention logits (the official
+            pose code never adds it).
+        upsample_mode: fusion upsampling, ``"nearest"`` (official classification and segmentation
+            code: nearest x2^k, then a bilinear align_corners=True resize) or ``"bilinear"``
+            (official pose code and mmpose).
+        multiscale_output: the last module fuses into all four branches; False keeps the stride-4
+            map only (the pose models).
+        mask_padding: keep the window padding out of attention (the originals let it take part).
     """
 
     channels: Tuple[int, int, int, int]
@@ -29,29 +44,68 @@ class HRFormerConfig:
     block: str = "transformer"
     ffn_dw: bool = True
     shift_windows: bool = False
+    rel_pos_bias: bool = True
+    upsample_mode: str = "bilinear"
+    multiscale_output: bool = True
+    mask_padding: bool = False
 
     def __post_init__(self) -> None:
+        def fail(field_name: str, message: str) -> None:
+            raise ConfigError(f"{field_name}: {message}, got {getattr(self, field_name)!r}")
+
         if self.block not in BLOCK_TYPES:
-            raise ValueError(f"block must be one of {BLOCK_TYPES}, got {self.block!r}")
-        if not (len(self.channels) == len(self.heads) == 4 and len(self.modules) == 4):
-            raise ValueError("channels, heads and modules need 4 entries (branches / stages)")
+            fail("block", f"must be one of {BLOCK_TYPES}")
+        if self.upsample_mode not in UPSAMPLE_MODES:
+            fail("upsample_mode", f"must be one of {UPSAMPLE_MODES}")
+        for name in ("channels", "heads", "modules"):
+            value = getattr(self, name)
+            if len(value) != 4 or not all(isinstance(v, int) and v > 0 for v in value):
+                fail(name, "needs 4 positive integers (branches / stages)")
         for c, h in zip(self.channels, self.heads):
             if c % h:
-                raise ValueError(f"channels {c} not divisible by heads {h}")
+                fail("heads", f"channels {c} not divisible by heads {h}")
+        for name in ("blocks", "window_size", "stem_width", "stage1_blocks"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                fail(name, "must be a positive integer")
+        if not self.mlp_ratio > 0:
+            fail("mlp_ratio", "must be > 0")
+        if self.shift_windows and self.window_size < 2:
+            fail("window_size", "shifted windows need a window of at least 2")
+
+    @property
+    def num_outputs(self) -> int:
+        """How many maps the backbone returns: 4, or 1 without ``multiscale_output``."""
+        return 4 if self.multiscale_output else 1
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "HRFormerConfig":
+    def from_dict(cls, d: Dict[str, Any], source: str = "config") -> "HRFormerConfig":
+        """Inverse of :meth:`to_dict`; unknown or missing fields raise a :class:`ConfigError` naming
+        ``source`` and the field."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown architecture field(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
         for key in ("channels", "heads", "modules"):
+            if key not in d:
+                raise ConfigError(f"{source}: missing architecture field {key!r}")
             d[key] = tuple(d[key])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
     def with_(self, **changes: Any) -> "HRFormerConfig":
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown architecture field(s) {unknown}")
         return replace(self, **changes)
 
+
+CONFIG_FIELDS = frozenset(f.name for f in fields(HRFormerConfig))
 
 HRFORMER_T = HRFormerConfig(channels=(18, 36, 72, 144), heads=(1, 2, 4, 8), modules=(1, 1, 3, 2))
 HRFORMER_S = HRFormerConfig(channels=(32, 64, 128, 256), heads=(1, 2, 4, 8), modules=(1, 1, 4, 2))

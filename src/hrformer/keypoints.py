@@ -7,7 +7,7 @@ defines them (skeleton in its ``skeleton_info`` order, as 0-based index pairs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class KeypointInfo:
     @property
     def num_keypoints(self) -> int:
         return len(self.names)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "KeypointInfo":
+        """Inverse of ``dataclasses.asdict`` (as stored in a saved ``config.json``)."""
+        return cls(names=tuple(d["names"]), skeleton=tuple(tuple(p) for p in d["skeleton"]),
+                   flip_indices=tuple(d["flip_indices"]), sigmas=tuple(d["sigmas"]))
 
 
 _COCO_NAMES = (

@@ -6,34 +6,29 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .config import HRFormerConfig
+from .fast import fuse_for_inference
 from .features import FeatureInfo
-from .heads import ClassificationHead, PoseHead, SegmentationHead
-from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, LocalWindowAttention, Stage, Stem
-from .layers.conv_norm_act import ConvNormAct
-from .layers.fusion import UPSAMPLE_MODES
+from .heads import HEADS, Head
+from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
 
-HEADS = ("classification", "pose", "segmentation")
+_FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float64)
 
 
 class HRFormer(nn.Module):
     """High-Resolution Transformer.
 
     Args:
-        config: architecture (see :class:`HRFormerConfig`).
-        head: ``"classification"`` (ImageNet head), ``"pose"`` (heatmaps), ``"segmentation"``, or
-            ``None`` for the bare backbone (``forward`` then returns the feature maps).
-        num_classes / num_keypoints: head outputs.
-        rel_pos_bias: add the learned relative position bias to attention logits (the official
-            pose code never adds it: use False for its checkpoints).
-        upsample_mode: fusion upsampling, ``"nearest"`` (official classification code) or
-            ``"bilinear"`` (official pose code and mmpose). Default: nearest for classification,
-            bilinear otherwise.
-        multiscale_output: fuse the last module into all four branches. Default: False for the
-            pose head (as the originals), True otherwise.
-        mask_padding: exclude window padding from attention (the originals do not).
+        config: architecture and original-code semantics (see :class:`HRFormerConfig`), used as given
+            (``create_model`` applies the head's original defaults first).
+        head: a name in :data:`hrformer.heads.HEADS` (``"classification"``, ``"pose"``,
+            ``"segmentation"``...) or ``None`` for the bare backbone (``forward`` returns maps).
+        num_classes / num_keypoints: outputs of the head (the one its ``output_arg`` names; giving
+            the other is an error). Default: the head's ``default_outputs``.
+        in_chans: input channels.
+        drop_rate: dropout before the head's last layer (heads that have one).
+        drop_path_rate: stochastic depth, linear over the blocks of stages 2-4.
         out_indices: which maps ``forward`` returns when ``head is None``.
         frozen_stages: freeze the stem (0) and stages 1..k (k >= 1); -1 freezes nothing.
         norm_eval: keep BatchNorm layers in eval mode while training.
@@ -41,42 +36,27 @@ class HRFormer(nn.Module):
     Shapes: ``forward_features``: (B, in_chans, H, W) -> list of (B, C_i, ceil(H/4/2**i), ...).
     """
 
+    is_fused = False
+
     def __init__(
         self,
         config: HRFormerConfig,
         head: Optional[str] = "classification",
-        num_classes: int = 1000,
-        num_keypoints: int = 17,
+        num_classes: Optional[int] = None,
+        num_keypoints: Optional[int] = None,
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        rel_pos_bias: bool = True,
-        upsample_mode: Optional[str] = None,
-        multiscale_output: Optional[bool] = None,
-        mask_padding: bool = False,
         out_indices: Optional[Sequence[int]] = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
     ) -> None:
         super().__init__()
-        if head not in HEADS + (None,):
-            raise ValueError(f"head must be one of {HEADS} or None, got {head!r}")
-        upsample_mode = upsample_mode or ("nearest" if head == "classification" else "bilinear")
-        if upsample_mode not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {upsample_mode!r}")
-        if multiscale_output is None:
-            multiscale_output = head != "pose"
-        if head in ("classification", "segmentation") and not multiscale_output:
-            raise ValueError(f"head={head!r} needs all four maps: multiscale_output must be True")
+        head_type = _head_type(head)
+        num_outputs = _head_outputs(head_type, num_classes, num_keypoints)
+        _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices)
         self.config = config
         self.in_chans = in_chans
-        self.head_type = head
-        self.num_classes = num_classes if head in ("classification", "segmentation") else 0
-        self.num_keypoints = num_keypoints if head == "pose" else 0
-        self.rel_pos_bias = rel_pos_bias
-        self.upsample_mode = upsample_mode
-        self.multiscale_output = multiscale_output
-        self.mask_padding = mask_padding
         self.drop_rate = drop_rate
         self.drop_path_rate = drop_path_rate
         self.frozen_stages = frozen_stages
@@ -98,33 +78,20 @@ class HRFormer(nn.Module):
             chs = list(cfg.channels[: s + 1])
             stages.append(Stage(
                 in_chs, chs, cfg.modules[s], cfg.blocks, self._block_factory(s), dpr[start : start + depth],
-                upsample_mode, multiscale_output=multiscale_output or s < 3,
+                cfg.upsample_mode, multiscale_output=cfg.multiscale_output or s < 3,
             ))
             in_chs = chs
         self.stage2, self.stage3, self.stage4 = stages
 
-        num_maps = 4 if multiscale_output else 1
-        self.out_indices = tuple(range(num_maps)) if out_indices is None else tuple(out_indices)
-        for i in self.out_indices:
-            if not 0 <= i < num_maps:
-                raise ValueError(f"out_indices {tuple(out_indices or ())} out of range for {num_maps} output map(s)")
+        self.out_indices = tuple(range(cfg.num_outputs)) if out_indices is None else tuple(out_indices)
         self.feature_info = FeatureInfo(
             [{"num_chs": cfg.channels[i], "reduction": 4 * 2**i, "module": f"stage4.{i}"} for i in self.out_indices]
         )
-
-        self.head: Optional[nn.Module]
-        if head == "classification":
-            self.head = ClassificationHead(cfg.channels, num_classes, drop_rate=drop_rate)
-            self.num_features = self.head.num_features
-        elif head == "pose":
-            self.head = PoseHead(cfg.channels[0], num_keypoints)
-            self.num_features = cfg.channels[0]
-        elif head == "segmentation":
-            self.head = SegmentationHead(cfg.channels, num_classes, drop_rate=drop_rate)
-            self.num_features = sum(cfg.channels)
-        else:
-            self.head = None
-            self.num_features = cfg.channels[0]
+        maps = cfg.channels[: cfg.num_outputs]
+        self.head: Optional[Head] = (
+            head_type(maps, num_outputs, drop_rate=drop_rate) if head_type is not None else None
+        )
+        self.num_features = self.head.num_features if self.head is not None else cfg.channels[0]
         self._freeze_stages()
 
     def _block_factory(self, stage: int):
@@ -136,7 +103,7 @@ class HRFormer(nn.Module):
             shift = cfg.window_size // 2 if cfg.shift_windows and index % 2 == 1 else 0
             return HRFormerBlock(
                 cfg.channels[branch], cfg.heads[branch], window_size=cfg.window_size, mlp_ratio=cfg.mlp_ratio,
-                drop_path=drop_path, rel_pos_bias=self.rel_pos_bias, mask_padding=self.mask_padding,
+                drop_path=drop_path, rel_pos_bias=cfg.rel_pos_bias, mask_padding=cfg.mask_padding,
                 shift_size=shift, ffn_dw=cfg.ffn_dw,
             )
 
@@ -153,7 +120,7 @@ class HRFormer(nn.Module):
             # One segment per block: recomputing stem and stage 1 at once would hold all of their
             # full-resolution activations together in the backward pass.
             for block in [self.stem, *self.stage1]:
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpointed(block, x)
         else:
             x = self.stage1(self.stem(x))
         xs = [x]
@@ -184,11 +151,32 @@ class HRFormer(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
+        weight = self.stem.conv1.conv.weight
+        if x.dtype != weight.dtype and x.dtype in _FLOAT_TYPES + (torch.float32,) and not _autocast_on(x):
+            raise TypeError(
+                f"input dtype {x.dtype} does not match the model's parameters ({weight.dtype}): convert the model "
+                f"(model.to({x.dtype})), the input (x.to({weight.dtype})), or run under torch.autocast"
+            )
 
     # ------------------------------------------------------------------ helpers users expect
+    @property
+    def head_type(self) -> Optional[str]:
+        """The head's name (``"pose"``...), or None for a backbone."""
+        return self.head.task if self.head is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of a classification / segmentation head (0 for other heads or none)."""
+        return self.head.num_outputs if self.head is not None and self.head.output_arg == "num_classes" else 0
+
+    @property
+    def num_keypoints(self) -> int:
+        """Heatmaps of a pose head (0 for other heads or none)."""
+        return self.head.num_outputs if self.head is not None and self.head.output_arg == "num_keypoints" else 0
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute activations in the backward pass to save memory: only the inputs of the stem +
-        stage 1 segment, of every transition and of every multi-resolution module are kept."""
+        """Recompute activations in the backward pass to save memory: only the inputs of every block
+        of the stem, stage 1, the transitions and the multi-resolution modules are kept."""
         self.grad_checkpointing = enable
         for m in self.modules():
             if isinstance(m, (HRModule, Stage)):
@@ -199,28 +187,25 @@ class HRFormer(nn.Module):
         return {n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table")}
 
     def get_classifier(self) -> nn.Module:
-        if self.head is None:
-            return nn.Identity()
-        return getattr(self.head, "fc", None) or getattr(self.head, "conv", None) or self.head.cls
+        return self.head.get_classifier() if self.head is not None else nn.Identity()
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last layer (classes, keypoints) with a freshly initialised one."""
+    def reset_classifier(self, num_outputs: int) -> None:
+        """Replace the head's last layer (classes, keypoints) with a freshly initialised one."""
         if self.head is None:
             raise RuntimeError("this model has no head")
-        self.head.reset(num_classes)
-        if self.head_type == "pose":
-            self.num_keypoints = num_classes
-        else:
-            self.num_classes = num_classes
+        self.head.reset(num_outputs)
 
     def model_kwargs(self) -> Dict[str, Any]:
         """The constructor arguments (besides ``config``) that rebuild this model."""
-        return {
-            "head": self.head_type, "num_classes": self.num_classes or 1000,
-            "num_keypoints": self.num_keypoints or 17, "in_chans": self.in_chans,
-            "rel_pos_bias": self.rel_pos_bias, "upsample_mode": self.upsample_mode,
-            "multiscale_output": self.multiscale_output, "mask_padding": self.mask_padding,
+        kwargs: Dict[str, Any] = {
+            "head": self.head_type, "in_chans": self.in_chans, "drop_rate": self.drop_rate,
+            "drop_path_rate": self.drop_path_rate, "frozen_stages": self.frozen_stages, "norm_eval": self.norm_eval,
         }
+        if self.head is not None:
+            kwargs[self.head.output_arg] = self.head.num_outputs
+        else:
+            kwargs["out_indices"] = list(self.out_indices)
+        return kwargs
 
     def _frozen_modules(self) -> List[nn.Module]:
         stages = [self.stem, self.stage1, self.stage2, self.stage3, self.stage4]
@@ -243,16 +228,73 @@ class HRFormer(nn.Module):
                         m.eval()
         return self
 
-    @torch.no_grad()
     def fuse_for_inference(self) -> "HRFormer":
-        """Inference mode (eval only; irreversible). Returns self.
+        """Inference mode (irreversible; returns self): see :func:`hrformer.fast.fuse_for_inference`.
+        Every BatchNorm is folded into its convolution and the fused inference modules are swapped
+        in; outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included. The
+        fused model refuses ``train()`` and ``save_pretrained``."""
+        return fuse_for_inference(self)
 
-        Folds every BatchNorm into its convolution and gathers the attention biases once; on the
-        CPU the convolutions then run with their activations (and the HRNet residual adds) as
-        single oneDNN kernels where that pays. (Unfused eval-mode models fold on the fly, for the
-        large convolutions only.) Outputs equal the unfused model's to about 1e-6 relative."""
-        self.eval()
-        for m in self.modules():
-            if isinstance(m, (ConvNormAct, LocalWindowAttention)):
-                m.fuse()
-        return self
+
+def _autocast_on(x: torch.Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def _head_type(head: Optional[str]):
+    if head is None:
+        return None
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)} or None, got {head!r}")
+    return HEADS[head]
+
+
+def _head_outputs(head_type, num_classes: Optional[int], num_keypoints: Optional[int]) -> int:
+    given = {"num_classes": num_classes, "num_keypoints": num_keypoints}
+    for arg, value in given.items():
+        if value is None:
+            continue
+        if head_type is None or arg != head_type.output_arg:
+            owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
+            raise ValueError(f"{arg}={value} does not apply to {owner}")
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{arg} must be a non-negative integer, got {value!r}")
+    if head_type is None:
+        return 0
+    value = given[head_type.output_arg]
+    return head_type.default_outputs if value is None else value
+
+
+def _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices) -> None:
+    if not isinstance(in_chans, int) or in_chans <= 0:
+        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    if drop_rate and (head_type is None or not head_type.has_dropout):
+        owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
+        raise ValueError(f"drop_rate={drop_rate} does not apply to {owner} (it has no dropout)")
+    if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+        raise ValueError(f"frozen_stages must be -1 (nothing) or 0..4, got {frozen_stages!r}")
+    if head_type is not None and config.num_outputs < head_type.maps_needed:
+        raise ValueError(
+            f"head={head_type.task!r} reads all {head_type.maps_needed} maps but multiscale_output=False keeps only "
+            "the stride-4 map: build it with multiscale_output=True"
+        )
+    if out_indices is not None:
+        if head_type is not None:
+            raise ValueError("out_indices applies to a backbone (head=None or features_only=True)")
+        indices = tuple(out_indices)
+        if not indices:
+            raise ValueError("out_indices is empty: name at least one map (0..3)")
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"out_indices {indices} repeats a map")
+        for i in indices:
+            if not isinstance(i, int) or not 0 <= i < config.num_outputs:
+                why = (" (multiscale_output=False: the single-scale last stage, as in the pose models, computes only "
+                       "the stride-4 map; build with multiscale_output=True for the others)"
+                       if not config.multiscale_output else "")
+                raise ValueError(f"out_indices {indices}: {i!r} out of range for {config.num_outputs} map(s){why}")

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .layers.attention import LocalWindowAttention
+
 _ATTENTION_OPS = ("_scaled_dot_product", "bmm", "baddbmm", "flash_attention", "efficient_attention")
 _LINEAR_OPS = ("mm", "addmm")
 
@@ -99,8 +101,6 @@ def paper_pose_gflops(model: nn.Module, input_size: Union[int, Sequence[int]] = 
     """GMACs by the convention that reproduces the paper's pose numbers within 2%: convolutions plus
     linear layers, the attention projections counted on the unpadded tokens; attention matmuls,
     norms and element-wise work not counted (the paper calls these MACs "GFLOPs")."""
-    from .layers.attention import LocalWindowAttention
-
     padded = unpadded = 0
 
     def hook(module: LocalWindowAttention, args, out) -> None:

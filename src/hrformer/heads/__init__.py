@@ -1,7 +1,12 @@
-"""Task heads on top of the HRFormer backbone."""
+"""Task heads on top of the HRFormer backbone, by name (``create_model(head=...)``)."""
 
+from typing import Dict, Type
+
+from .base import Head
 from .classification import ClassificationHead
 from .pose import PoseHead
 from .segmentation import SegmentationHead
 
-__all__ = ["ClassificationHead", "PoseHead", "SegmentationHead"]
+HEADS: Dict[str, Type[Head]] = {h.task: h for h in (ClassificationHead, PoseHead, SegmentationHead)}
+
+__all__ = ["HEADS", "ClassificationHead", "Head", "PoseHead", "SegmentationHead"]

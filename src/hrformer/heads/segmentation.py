@@ -9,30 +9,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.conv_norm_act import ConvNormAct
+from .base import Head
 
 
-class SegmentationHead(nn.Module):
+def concat_upsampled(feats: List[torch.Tensor], align_corners: bool = False) -> torch.Tensor:
+    """Every map resized (bilinear) to the first one's size and concatenated along channels.
+
+    Shapes: maps (B, C_i, H_i, W_i) -> (B, sum C_i, H_1, W_1)."""
+    size = feats[0].shape[-2:]
+    resized = [F.interpolate(f, size=size, mode="bilinear", align_corners=align_corners) for f in feats[1:]]
+    return torch.cat([feats[0], *resized], dim=1)
+
+
+class SegmentationHead(Head):
     """Upsample every map to stride 4 (bilinear), concatenate, 1x1 conv-BN-ReLU, dropout, 1x1 conv.
 
-    Shapes: maps (B, C_i, H_i, W_i) -> (B, num_classes, H_1, W_1) logits at stride 4.
+    Shapes: maps (B, C_i, H_i, W_i) -> (B, num_outputs, H_1, W_1) logits at stride 4.
     """
 
-    def __init__(self, in_chs: Sequence[int], num_classes: int, drop_rate: float = 0.0) -> None:
-        super().__init__()
-        width = sum(in_chs)
-        self.width = width
-        self.fuse = ConvNormAct(width, width, 1, bias=True, act_layer=nn.ReLU)
-        self.drop = nn.Dropout2d(drop_rate)
-        self.cls = nn.Conv2d(width, num_classes, 1)
+    task = "segmentation"
+    pipeline_tag = "image-segmentation"
+    default_input_size = (512, 1024)
+    default_outputs = 19
+    classifier_name = "cls"
+    config_defaults = {"multiscale_output": True}
 
-    def reset(self, num_classes: int) -> None:
-        self.cls = nn.Conv2d(self.width, num_classes, 1)
+    def __init__(self, in_chs: Sequence[int], num_outputs: int = 19, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.num_features = sum(in_chs)
+        self.num_outputs = num_outputs
+        self.fuse = ConvNormAct(self.num_features, self.num_features, 1, bias=True, act_layer=nn.ReLU)
+        self.drop = nn.Dropout2d(drop_rate)
+        self.cls = self.new_classifier(num_outputs)
+
+    def new_classifier(self, num_outputs: int) -> nn.Module:
+        return nn.Conv2d(self.num_features, num_outputs, 1)
 
     def forward(self, feats: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
-        size = feats[0].shape[-2:]
-        x = torch.cat(
-            [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]],
-            dim=1,
-        )
-        x = self.fuse(x)
+        x = self.fuse(concat_upsampled(feats))
         return x if pre_logits else self.cls(self.drop(x))

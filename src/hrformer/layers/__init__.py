@@ -1,6 +1,7 @@
 """Building blocks of HRFormer, one file each."""
 
 from .attention import LocalWindowAttention
+from .checkpoint import checkpointed
 from .conv_blocks import BasicBlock, Bottleneck
 from .conv_norm_act import ConvNormAct
 from .drop_path import DropPath
@@ -24,6 +25,6 @@ from .window import (
 __all__ = [
     "BasicBlock", "Bottleneck", "ConvFFN", "ConvNormAct", "DownsamplePath", "DropPath", "Fusion",
     "HRFormerBlock", "HRModule", "IdentityPath", "LocalWindowAttention", "SeparableDownsample", "Stage",
-    "Stem", "Transition", "UpsamplePath", "center_padding", "crop_padding", "pad_to_windows",
+    "Stem", "Transition", "UpsamplePath", "center_padding", "checkpointed", "crop_padding", "pad_to_windows",
     "relative_position_index", "shifted_window_mask", "window_partition", "window_unpartition",
 ]

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .onednn import maybe_linear
 from .window import (
     crop_padding,
     pad_to_windows,
@@ -18,19 +17,6 @@ from .window import (
     window_partition,
     window_unpartition,
 )
-
-
-EXPLICIT_MAX_BYTES = 16 << 20
-
-
-def _explicit_pays(q: torch.Tensor) -> bool:
-    """Explicit attention beats torch's CPU flash kernel (measured on 2 cores: 6-10% of the whole
-    HRFormer-T/S forward at batch 8) for head dims up to 32 while the (B*nW, heads, N, N) maps stay
-    within a few MB; with HRFormer-B's head dim 39 the flash kernel is as fast or faster."""
-    b, heads, n, head_dim = q.shape
-    return (
-        q.device.type == "cpu" and head_dim <= 32 and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES
-    )
 
 
 class LocalWindowAttention(nn.Module):
@@ -78,9 +64,6 @@ class LocalWindowAttention(nn.Module):
             self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
         else:
             self.relative_position_bias_table = None
-        # Set by fuse(): the bias gathered once into (1, heads, N, N).
-        self.fused_bias: Optional[torch.Tensor]
-        self.register_buffer("fused_bias", None, persistent=False)
 
     @property
     def rel_pos_bias(self) -> bool:
@@ -91,13 +74,6 @@ class LocalWindowAttention(nn.Module):
         n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         return bias.reshape(n, n, self.num_heads).permute(2, 0, 1)
-
-    @torch.no_grad()
-    def fuse(self) -> None:
-        """Inference (irreversible, as the model's ``fuse_for_inference``): gather the relative
-        position bias once into a (1, heads, N, N) buffer (not saved in the state dict)."""
-        if self.relative_position_bias_table is not None:
-            self.fused_bias = self.relative_position_bias().unsqueeze(0).contiguous()
 
     def _allowed(
         self, height: int, width: int, pads: Tuple[int, int, int, int], device: torch.device
@@ -138,8 +114,7 @@ class LocalWindowAttention(nn.Module):
             mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
             mask = mask.unsqueeze(1)  # (nW, 1, N, N)
         if self.relative_position_bias_table is not None:
-            bias = self.fused_bias if self.fused_bias is not None else self.relative_position_bias()
-            bias = bias.to(dtype)
+            bias = self.relative_position_bias().to(dtype)
             mask = bias if mask is None else mask + bias
         if mask is None:
             return None
@@ -153,16 +128,12 @@ class LocalWindowAttention(nn.Module):
     ) -> torch.Tensor:
         """softmax(q k^T / sqrt(hd) + mask) v on (B*nW, heads, N, hd) windows."""
         dropout = self.attn_drop if self.training else 0.0
-        learned_mask = mask is not None and mask.requires_grad
-        if dropout or not (learned_mask or _explicit_pays(q)):
-            return F.scaled_dot_product_attention(q, key, v, attn_mask=mask, dropout_p=dropout)
-        # Two batched matmuls and a softmax: faster than the CPU flash kernel for these small
-        # windows while the attention maps stay cache-sized (see _explicit_pays), and than SDPA's
-        # math fallback, which a mask that needs a gradient (the learned bias) forces.
-        attn = torch.matmul(q, key.transpose(-2, -1)).mul_(self.head_dim**-0.5)
-        if mask is not None:
-            attn = attn.add_(mask)
-        return torch.matmul(attn.softmax(-1), v)
+        if mask is not None and mask.requires_grad and not dropout:
+            # SDPA has no fused kernel for a mask that needs a gradient (the learned bias in
+            # training) and falls back to a slower math path than these three ops.
+            attn = torch.matmul(q * self.head_dim**-0.5, key.transpose(-2, -1)) + mask
+            return torch.matmul(attn.softmax(-1), v)
+        return F.scaled_dot_product_attention(q, key, v, attn_mask=mask, dropout_p=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -173,11 +144,11 @@ class LocalWindowAttention(nn.Module):
             x = torch.roll(x, (-s, -s), (1, 2))
         windows = window_partition(x, k)  # (B*nW, N, C)
         n = k * k
-        qkv = maybe_linear(windows, self.qkv).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(windows).reshape(-1, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # (B*nW, heads, N, hd) strided views: SDPA reads them in place
         mask = self.attention_mask(b, h, w, pads, q.dtype, q.device)
         out = self.attend(q, key, v, mask).transpose(1, 2).reshape(-1, n, c)
-        out = self.proj_drop(maybe_linear(out, self.proj))
+        out = self.proj_drop(self.proj(out))
         x = window_unpartition(out, k, hp, wp)
         if s:
             x = torch.roll(x, (s, s), (1, 2))

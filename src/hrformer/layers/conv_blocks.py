@@ -27,7 +27,7 @@ class Bottleneck(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3.add_act(self.conv2(self.conv1(x)), self.downsample(x), self.act)
+        return self.act(self.conv3(self.conv2(self.conv1(x))) + self.downsample(x))
 
 
 class BasicBlock(nn.Module):
@@ -43,4 +43,4 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2.add_act(self.conv1(x), x, self.act)
+        return self.act(self.conv2(self.conv1(x)) + x)

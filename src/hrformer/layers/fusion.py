@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import UPSAMPLE_MODES
 from .conv_norm_act import ConvNormAct
-
-UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
 class UpsamplePath(ConvNormAct):

@@ -6,8 +6,8 @@ from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from .checkpoint import checkpointed
 from .fusion import Fusion
 
 
@@ -29,12 +29,12 @@ class HRModule(nn.Module):
             # Block by block, then the fusion: only block inputs stay alive until the backward
             # pass, which recomputes one block at a time (a whole module at once peaks far higher).
             xs = [self._checkpointed(branch, x) for branch, x in zip(self.branches, xs)]
-            return checkpoint(self.fusion, xs, use_reentrant=False) if self.fusion is not None else xs
+            return checkpointed(self.fusion, xs) if self.fusion is not None else xs
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         return self.fusion(xs) if self.fusion is not None else xs
 
     @staticmethod
     def _checkpointed(branch: nn.Module, x: torch.Tensor) -> torch.Tensor:
         for block in branch.children() if isinstance(branch, nn.Sequential) else [branch]:
-            x = checkpoint(block, x, use_reentrant=False)
+            x = checkpointed(block, x)
         return x

@@ -6,8 +6,8 @@ from typing import Callable, List, Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from .checkpoint import checkpointed
 from .fusion import Fusion
 from .hr_module import HRModule
 from .transition import Transition
@@ -50,7 +50,7 @@ class Stage(nn.Module):
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            xs = checkpoint(self.transition, xs, use_reentrant=False)
+            xs = checkpointed(self.transition, xs)
         else:
             xs = self.transition(xs)
         for hr_module in self.hr_modules:

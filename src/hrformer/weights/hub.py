@@ -1,5 +1,6 @@
 """Getting and publishing weight files: the Hugging Face Hub, the original release URLs, and our own
-format (``model.safetensors`` + ``config.json``). Nothing here touches the network at import."""
+format (``model.safetensors`` + ``config.json``). Nothing here touches the network at import, and
+``huggingface_hub`` is imported only when a function needs it."""
 
 from __future__ import annotations
 
@@ -13,19 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-from huggingface_hub import HfApi, constants, hf_hub_download
-from huggingface_hub.utils import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from safetensors.torch import save_file
 
-from .checkpoint import PathLike
-from .model import HRFormer
-from .pretrained import PretrainedCfg
+from .files import PathLike
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -41,6 +31,8 @@ class WeightsUnavailableError(OSError):
 
 def is_offline() -> bool:
     """``HF_HUB_OFFLINE=1``: no network access, for the Hub and the original URLs alike."""
+    from huggingface_hub import constants
+
     return bool(constants.HF_HUB_OFFLINE)
 
 
@@ -64,6 +56,15 @@ def download_hub_file(
     Raises :class:`WeightsUnavailableError` saying whether the machine is offline, the repository,
     revision or file does not exist, or the download failed.
     """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         return hf_hub_download(repo_id, filename, revision=revision, library_name="hrformer",
                                cache_dir=None if cache_dir is None else os.fspath(cache_dir))
@@ -125,37 +126,15 @@ def saved_paths(path: PathLike) -> Tuple[Path, Path]:
     return path / WEIGHTS_NAME, path / CONFIG_NAME
 
 
-def model_config(model: HRFormer, pretrained_cfg: Optional[PretrainedCfg] = None) -> Dict[str, Any]:
-    """What ``config.json`` holds: the registered architecture name (if any), the full
-    :class:`HRFormerConfig`, the constructor arguments, and the pretrained config."""
-    from .registry import find_architecture
+def write_saved(path: PathLike, tensors: Dict[str, torch.Tensor], config: Dict[str, Any]) -> Tuple[Path, Path]:
+    """Write ``model.safetensors`` and ``config.json`` (see :func:`saved_paths`); returns both paths."""
+    from safetensors.torch import save_file
 
-    pretrained_cfg = pretrained_cfg if pretrained_cfg is not None else getattr(model, "pretrained_cfg", None)
-    model_kwargs = model.model_kwargs()
-    if model.head_type is None:  # a backbone returns the maps it was built for
-        model_kwargs["out_indices"] = list(model.out_indices)
-    return {
-        "architecture": find_architecture(model.config),
-        "config": model.config.to_dict(),
-        "model_kwargs": model_kwargs,
-        "pretrained_cfg": pretrained_cfg.to_dict() if pretrained_cfg is not None else None,
-    }
-
-
-def save_pretrained(
-    model: HRFormer, path: PathLike, pretrained_cfg: Optional[PretrainedCfg] = None
-) -> Tuple[Path, Path]:
-    """Write ``model.safetensors`` and ``config.json`` into the directory ``path`` (or the weights to
-    ``path`` itself when it ends in ``.safetensors``); returns both paths.
-
-    ``pretrained_cfg`` (a :class:`~hrformer.pretrained.PretrainedCfg`) defaults to ``model.pretrained_cfg``.
-    """
-    weights, config = saved_paths(path)
+    weights, config_path = saved_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(weights), metadata={"format": "pt"})
-    config.write_text(json.dumps(model_config(model, pretrained_cfg), indent=2) + "\n")
-    return weights, config
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights), metadata={"format": "pt"})
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return weights, config_path
 
 
 def read_config(path: PathLike) -> Dict[str, Any]:
@@ -169,6 +148,15 @@ def read_config(path: PathLike) -> Dict[str, Any]:
     return data
 
 
+def looks_local(text: str) -> bool:
+    """Whether ``text`` can only mean a local path: it starts with ``.``, ``/`` or ``~``, has a file
+    suffix or a backslash, or is not of the Hub's ``org/name`` form."""
+    return (
+        text.startswith((".", "/", "~")) or "\\" in text or text.count("/") != 1
+        or Path(text).suffix in (".safetensors", ".json", ".pth", ".pt", ".bin")
+    )
+
+
 def resolve_saved(
     source: PathLike, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None, weights: bool = True
 ) -> Tuple[Optional[str], str]:
@@ -176,7 +164,11 @@ def resolve_saved(
     directory or ``.safetensors`` file (``local-dir:`` prefix optional), else a Hub repository
     (``hf-hub:org/name[@revision]``, prefix optional)."""
     text = os.fspath(source)
-    if text.startswith(LOCAL_DIR_PREFIX) or os.path.exists(text) or text.endswith(".safetensors"):
+    if not text.startswith((LOCAL_DIR_PREFIX, HF_HUB_PREFIX)) and not os.path.exists(text) and looks_local(text):
+        raise FileNotFoundError(
+            f"{text}: no such file or directory (a Hub repository is named 'org/name' or 'hf-hub:org/name')"
+        )
+    if text.startswith(LOCAL_DIR_PREFIX) or os.path.exists(text):
         local = Path(text[len(LOCAL_DIR_PREFIX):] if text.startswith(LOCAL_DIR_PREFIX) else text)
         local_weights, local_config = saved_paths(local)
         for p in [local_config] + ([local_weights] if weights else []):
@@ -198,13 +190,8 @@ def resolve_saved(
     return weights_path, config_path
 
 
-_TASKS = {"classification": "image-classification", "pose": "keypoint-detection",
-          "segmentation": "image-segmentation", None: "image-feature-extraction"}
-
-
-def _model_card(repo_id: str, config: Dict[str, Any]) -> str:
+def _model_card(repo_id: str, config: Dict[str, Any], task: str) -> str:
     cfg = config.get("pretrained_cfg") or {}
-    task = _TASKS[config["model_kwargs"]["head"]]
     lines = ["---", f"license: {cfg.get('license', 'mit')}", "library_name: hrformer",
              f"pipeline_tag: {task}", f"tags: [hrformer, {task}, vision]", "---", "",
              f"# {repo_id}", "", "HRFormer (High-Resolution Transformer, NeurIPS 2021) weights for the "
@@ -218,20 +205,23 @@ def _model_card(repo_id: str, config: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def push_to_hub(
-    model: HRFormer,
+def upload_saved(
     repo_id: str,
-    pretrained_cfg: Optional[PretrainedCfg] = None,
+    tensors: Dict[str, torch.Tensor],
+    config: Dict[str, Any],
+    pipeline_tag: str = "image-feature-extraction",
     revision: Optional[str] = None,
     private: Optional[bool] = None,
     token: Optional[Union[str, bool]] = None,
     commit_message: str = "Upload hrformer weights",
 ) -> Any:
-    """Publish the files :func:`save_pretrained` writes (plus a model card) to a Hub repository,
-    creating it if needed. Returns the commit info of ``HfApi.upload_folder``."""
+    """Publish the files :func:`write_saved` writes (plus a model card) to a Hub repository, creating
+    it if needed. Returns the commit info of ``HfApi.upload_folder``."""
+    from huggingface_hub import HfApi
+
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        _, config = save_pretrained(model, tmp, pretrained_cfg)
-        (Path(tmp) / "README.md").write_text(_model_card(repo_id, json.loads(config.read_text())))
+        write_saved(tmp, tensors, config)
+        (Path(tmp) / "README.md").write_text(_model_card(repo_id, config, pipeline_tag))
         return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message)

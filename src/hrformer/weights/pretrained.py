@@ -17,8 +17,12 @@ Where ``pretrained=True`` finds the weights when no local file is given, in orde
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..heads import HEADS
+from ..keypoints import COCO_KEYPOINTS, KeypointInfo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,14 +30,21 @@ HF_HUB_ORG = "hrformer"
 
 
 @dataclass(frozen=True)
-class PretrainedCfg:
-    """Where a set of weights lives and what it needs.
+class PretrainedCfg(Mapping):
+    """Where a set of weights lives and what it needs; also a read-only mapping, as timm's
+    ``pretrained_cfg`` (``cfg["mean"]``, ``cfg.get("crop_pct")``, ``dict(cfg)``), with the derived
+    keys ``num_classes``, ``first_conv`` and ``classifier`` besides the fields.
 
     ``model_kwargs`` are the :func:`hrformer.create_model` arguments the weights were trained with
     (head and its size, relative position bias, fusion upsampling, single/multi-scale last stage).
     ``layout`` is the key layout of the original file (see :data:`hrformer.convert.LAYOUTS`);
     ``None`` means unknown, i.e. the entry is unverified. ``metrics`` are the numbers the original
     release reports, in percent (``imagenet_top1``, ``coco_val2017_ap``).
+
+    Preprocessing: ``input_size`` (C, H, W), ``mean``/``std`` of [0, 1] inputs in ``channel_order``,
+    ``interpolation`` and ``crop_pct`` (classification: resize to ``H / crop_pct``, centre crop).
+    Pose tags add ``keypoint_info`` (names, skeleton, flip indices, OKS sigmas) and the heatmap
+    ``decode_method`` they were evaluated with.
     """
 
     architecture: str
@@ -50,6 +61,43 @@ class PretrainedCfg:
     license: str = "mit"
     metrics: Dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    channel_order: str = "RGB"
+    keypoint_info: Optional[KeypointInfo] = None
+    decode_method: Optional[str] = None
+
+    # ------------------------------------------------------------------ mapping view
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the head (classes or keypoints); 0 without a head."""
+        head = self.model_kwargs.get("head")
+        if head not in HEADS:
+            return 0
+        return int(self.model_kwargs.get(HEADS[head].output_arg, HEADS[head].default_outputs))
+
+    @property
+    def first_conv(self) -> str:
+        return "stem.conv1.conv"
+
+    @property
+    def classifier(self) -> Optional[str]:
+        head = self.model_kwargs.get("head")
+        return f"head.{HEADS[head].classifier_name}" if head in HEADS else None
+
+    def _view(self) -> Dict[str, Any]:
+        view = {f.name: getattr(self, f.name) for f in fields(self)}
+        view.update(num_classes=self.num_classes, first_conv=self.first_conv, classifier=self.classifier)
+        return view
+
+    def __getitem__(self, key: str) -> Any:
+        return self._view()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view())
+
+    def __len__(self) -> int:
+        return len(self._view())
 
     @property
     def name(self) -> str:
@@ -70,6 +118,8 @@ class PretrainedCfg:
         for key in ("input_size", "mean", "std"):
             if key in d:
                 d[key] = tuple(d[key])
+        if isinstance(d.get("keypoint_info"), dict):
+            d["keypoint_info"] = KeypointInfo.from_dict(d["keypoint_info"])
         return cls(**d)
 
 
@@ -124,7 +174,7 @@ _SIZE_NAMES = {"hrformer_t": "tiny", "hrformer_s": "small", "hrformer_b": "base"
 def _official_cls(arch: str, top1: float, origin_url: str) -> PretrainedCfg:
     return PretrainedCfg(
         arch, "in1k", dict(_OFFICIAL_CLS), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k", layout="official_cls",
-        origin_url=origin_url, metrics={"imagenet_top1": top1},
+        origin_url=origin_url, metrics={"imagenet_top1": top1}, crop_pct=0.875,
         notes=f"official ImageNet-1k classifier (HRNet/HRFormer cls/configs/hrt/hrt_{_SIZE_NAMES[arch]}.yaml)",
     )
 
@@ -134,6 +184,7 @@ def _mmpose_coco(arch: str, size: Tuple[int, int], file: str, ap: float) -> Pret
     return PretrainedCfg(
         arch, tag, dict(_MMPOSE_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}",
         url=_MMPOSE_COCO + file, layout="mmpose", input_size=(3, *size), license="apache-2.0",
+        keypoint_info=COCO_KEYPOINTS, decode_method="msra",
         metrics={"coco_val2017_ap": ap},
         notes="mmpose 0.x top-down heatmap model (state_dict with backbone.* and keypoint_head.final_layer.*)",
     )
@@ -144,6 +195,7 @@ def _official_coco(arch: str, size: Tuple[int, int], ap: float, origin_url: str)
     return PretrainedCfg(
         arch, tag, dict(_OFFICIAL_POSE), hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_pose",
         origin_url=origin_url, input_size=(3, *size), metrics={"coco_val2017_ap": ap},
+        keypoint_info=COCO_KEYPOINTS, decode_method="msra",
         notes=f"official top-down pose model (HRNet/HRFormer pose/configs/top_down/hrt/coco/"
               f"hrt_{_SIZE_NAMES[arch]}_coco_{size[0]}x{size[1]}.py)",
     )

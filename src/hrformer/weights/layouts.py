@@ -23,24 +23,13 @@ from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .checkpoint import (
-    CheckpointError,
-    CheckpointLayoutError,
-    CheckpointReadError,
-    StateDict,
-    read_checkpoint,
-    unwrap_state_dict,
-)
-from .config import ARCHS, HRFormerConfig
+from ..config import ARCHS, HRFormerConfig
+from .files import CheckpointLayoutError, StateDict, read_checkpoint, unwrap_state_dict
 
-__all__ = [
-    "LAYOUTS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "convert_original",
-    "detect_layout", "from_original", "infer_model_kwargs", "load_state_dict_strict", "rename_original_key",
-    "unwrap_state_dict",
-]
+__all__ = ["LAYOUTS", "convert_original", "detect_layout", "infer_model_kwargs", "load_state_dict_strict",
+           "rename_original_key"]
 
 LAYOUTS = ("official_cls", "official_pose", "mmpose", "hrformer")
-_load_path = read_checkpoint  # the name this module used before checkpoint.py existed
 
 
 # --------------------------------------------------------------------------- detection
@@ -266,23 +255,3 @@ def load_state_dict_strict(
         raise CheckpointLayoutError(f"{source} does not match the model: " + "; ".join(parts))
     model.load_state_dict(sd, strict=not any(k not in sd for k in allow_missing))
 
-
-def from_original(
-    checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
-    arch: Optional[str] = None,
-    **overrides: Any,
-):
-    """Build the model an original checkpoint describes (architecture, head, semantics) and load it
-    strictly. ``arch`` forces a registered architecture; ``overrides`` change constructor arguments
-    that do not affect the weights (e.g. ``mask_padding``)."""
-    from .registry import create_model
-
-    sd, kwargs = convert_original(checkpoint)
-    layout = kwargs.pop("layout")
-    if arch is not None:
-        kwargs["name"] = arch
-    kwargs.update(overrides)
-    model = create_model(**kwargs)
-    load_state_dict_strict(model, sd, source=f"{layout} checkpoint")
-    model.eval()
-    return model

@@ -7,7 +7,8 @@ strictly, with two deliberate exceptions (each logged on the ``hrformer`` logger
 - ``in_chans != 3`` adapts the first convolution (summed for 1 channel, repeated and rescaled
   otherwise, as in timm).
 
-Everything else must match exactly, and nothing is loaded unless it does.
+Everything else must match exactly, and nothing is loaded unless it does. The model is any
+:class:`hrformer.HRFormer` (this package builds no model: see :mod:`hrformer.factory`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,14 @@ from typing import Any, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
 
-from .checkpoint import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
-from .convert import convert_original, detect_layout, load_state_dict_strict
+from .files import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
 from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_paths
-from .model import HRFormer
+from .layouts import convert_original, detect_layout, load_state_dict_strict
 from .pretrained import PretrainedCfg
 
 logger = logging.getLogger("hrformer")
 
 FIRST_CONV = "stem.conv1.conv.weight"
-# The last layer of each head type: the part that depends on num_classes / num_keypoints.
-CLASSIFIER_PREFIX = {"classification": "head.fc.", "pose": "head.conv.", "segmentation": "head.cls."}
 _SEMANTICS = ("rel_pos_bias", "upsample_mode")
 
 
@@ -51,7 +49,7 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def _fit_head(
-    model: HRFormer, sd: StateDict, own: Mapping[str, torch.Tensor], source: str
+    model: torch.nn.Module, sd: StateDict, own: Mapping[str, torch.Tensor], source: str
 ) -> Tuple[StateDict, Set[str]]:
     """Drop the checkpoint's head weights that do not fit the model; returns (state dict, model keys
     allowed to stay as initialised)."""
@@ -63,7 +61,8 @@ def _fit_head(
 
     if ckpt_head == own_head and fits(own_head):
         return sd, set()
-    prefix = CLASSIFIER_PREFIX.get(model.head_type or "")
+    # The head's last layer: the part that depends on num_classes / num_keypoints.
+    prefix = f"head.{model.head.classifier_name}." if model.head is not None else ""
     ckpt_last = {k for k in ckpt_head if prefix and k.startswith(prefix)}
     own_last = {k for k in own_head if prefix and k.startswith(prefix)}
     if prefix and ckpt_head and ckpt_head - ckpt_last == own_head - own_last and fits(own_head - own_last):
@@ -71,7 +70,7 @@ def _fit_head(
         layer = prefix.rstrip(".")
         n_ckpt = sd[prefix + "weight"].shape[0] if prefix + "weight" in sd else 0
         logger.info("%s: the model's %s has %d outputs, the checkpoint's %d: %s not loaded (initialised)",
-                    source, layer, model.num_classes or model.num_keypoints, n_ckpt, layer)
+                    source, layer, model.head.num_outputs, n_ckpt, layer)
     else:
         dropped, keep_init = ckpt_head, own_head
         if ckpt_head and own_head:
@@ -85,10 +84,10 @@ def _fit_head(
     return {k: v for k, v in sd.items() if k not in dropped}, keep_init
 
 
-def _fit_model(model: HRFormer, sd: StateDict, source: str) -> Tuple[StateDict, Set[str]]:
+def _fit_model(model: torch.nn.Module, sd: StateDict, source: str) -> Tuple[StateDict, Set[str]]:
     own = model.state_dict()
     sd, keep_init = _fit_head(model, sd, own, source)
-    if not model.multiscale_output:
+    if not model.config.multiscale_output:
         last = len(model.stage4.hr_modules) - 1
         extra = [k for k in sd if k not in own and re.match(rf"stage4\.hr_modules\.{last}\.fusion\.paths\.[1-9]", k)]
         if extra:
@@ -102,7 +101,7 @@ def _fit_model(model: HRFormer, sd: StateDict, source: str) -> Tuple[StateDict, 
 
 
 def load_weights(
-    model: HRFormer, checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None
+    model: torch.nn.Module, checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None
 ) -> None:
     """Load a checkpoint file or (wrapped) state dict into ``model``: hrformer, official or mmpose key
     layout; strict except for the head and ``in_chans`` (module docstring)."""
@@ -114,8 +113,8 @@ def load_weights(
     layout = detect_layout(sd)
     if layout != "hrformer":
         sd, implied = convert_original(sd)
-        differ = [f"{k}={implied[k]!r} (model: {getattr(model, k)!r})" for k in _SEMANTICS
-                  if implied[k] != getattr(model, k)]
+        differ = [f"{k}={implied[k]!r} (model: {getattr(model.config, k)!r})" for k in _SEMANTICS
+                  if implied[k] != getattr(model.config, k)]
         if differ:
             logger.warning("%s: %s checkpoint, whose code computes %s; outputs will differ from the original. "
                            "hrformer.from_original builds the matching model.", source, layout, ", ".join(differ))
@@ -124,7 +123,7 @@ def load_weights(
 
 
 def load_pretrained(
-    model: HRFormer,
+    model: torch.nn.Module,
     cfg: Optional[PretrainedCfg] = None,
     checkpoint_path: Optional[PathLike] = None,
     revision: Optional[str] = None,

@@ -1,0 +1,83 @@
+"""Inference modules swapped in by :func:`hrformer.fast.fuse_for_inference`.
+
+Each is a subclass of a reference layer with the same parameters (BatchNorm already folded into the
+convolution) whose forward calls :mod:`hrformer.fast.kernels`, which fall back to the public ops
+wherever a kernel may not run. Outputs equal the reference layers' to about 1e-6 relative.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..layers.attention import LocalWindowAttention
+from ..layers.conv_blocks import BasicBlock, Bottleneck
+from ..layers.conv_norm_act import ConvNormAct
+from . import kernels
+
+EXPLICIT_MAX_BYTES = 16 << 20
+
+
+class FusedConvNormAct(ConvNormAct):
+    """``act(conv(x))`` with the BatchNorm folded into ``conv``; one oneDNN kernel where allowed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attr = kernels.onednn_attr(self.act)
+        if attr is None:
+            return self.act(self.conv(x))
+        return kernels.conv_act(x, self.conv, attr)
+
+
+class FusedBottleneck(Bottleneck):
+    """The bottleneck with its last convolution, residual add and ReLU as one kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.conv_add_act(self.conv2(self.conv1(x)), self.downsample(x), self.conv3.conv, "relu")
+
+
+class FusedBasicBlock(BasicBlock):
+    """The basic block with its second convolution, residual add and ReLU as one kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.conv_add_act(self.conv1(x), x, self.conv2.conv, "relu")
+
+
+class FusedLinear(nn.Linear):
+    """:class:`torch.nn.Linear` through oneDNN's matmul where it pays."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.linear(x, self)
+
+
+def _explicit_pays(q: torch.Tensor) -> bool:
+    """Explicit attention beats torch's CPU flash kernel (measured on 2 cores: 6-10% of the whole
+    HRFormer-T/S forward at batch 8) for head dims up to 32 while the (B*nW, heads, N, N) maps stay
+    within a few MB; with HRFormer-B's head dim 39 the flash kernel is as fast or faster."""
+    b, heads, n, head_dim = q.shape
+    return q.device.type == "cpu" and head_dim <= 32 and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES
+
+
+class FusedWindowAttention(LocalWindowAttention):
+    """Window attention with the relative position bias gathered once (``fused_bias``, not saved)
+    and, on the CPU, the explicit softmax where it beats the flash kernel."""
+
+    fused_bias: Optional[torch.Tensor]
+
+    def gather_bias(self) -> None:
+        bias = super().relative_position_bias().contiguous() if self.rel_pos_bias else None
+        self.register_buffer("fused_bias", bias, persistent=False)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        return self.fused_bias
+
+    def attend(
+        self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        if self.training or not _explicit_pays(q):
+            return super().attend(q, key, v, mask)
+        attn = torch.matmul(q, key.transpose(-2, -1)).mul_(self.head_dim**-0.5)
+        if mask is not None:
+            attn = attn.add_(mask)
+        return torch.matmul(attn.softmax(-1), v)

@@ -1,0 +1,55 @@
+"""What the rest of the package asks of a task head."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    """Base class of the task heads.
+
+    A head declares, so that nothing outside it branches on its name:
+
+    - ``task``: its name in ``create_model(head=...)``; ``pipeline_tag`` its Hugging Face task;
+      ``default_input_size`` (H, W) the input its original models were trained at;
+    - ``output_arg``: the constructor argument that sets its number of outputs (``num_classes`` or
+      ``num_keypoints``) and ``default_outputs``;
+    - ``classifier_name``: the attribute holding its last layer (what ``reset`` replaces);
+    - ``maps_needed``: how many backbone maps it reads (1: the stride-4 map only);
+    - ``config_defaults``: the backbone options its original code used, applied by ``create_model``
+      unless given (e.g. the pose models' bilinear fusion and single-scale last stage).
+
+    Subclasses are built as ``cls(in_chs, num_outputs, drop_rate=...)`` and map the backbone's maps
+    to one tensor.
+    """
+
+    task: ClassVar[str]
+    pipeline_tag: ClassVar[str]
+    default_input_size: ClassVar[Tuple[int, int]] = (224, 224)
+    output_arg: ClassVar[str] = "num_classes"
+    default_outputs: ClassVar[int] = 1000
+    classifier_name: ClassVar[str]
+    maps_needed: ClassVar[int] = 4
+    has_dropout: ClassVar[bool] = True
+    config_defaults: ClassVar[Dict[str, Any]] = {}
+
+    num_outputs: int
+
+    def get_classifier(self) -> nn.Module:
+        return getattr(self, self.classifier_name)
+
+    def new_classifier(self, num_outputs: int) -> nn.Module:
+        """A freshly initialised last layer with ``num_outputs`` outputs."""
+        raise NotImplementedError
+
+    def reset(self, num_outputs: int) -> None:
+        """Replace the last layer by a freshly initialised one with ``num_outputs`` outputs."""
+        setattr(self, self.classifier_name, self.new_classifier(num_outputs))
+        self.num_outputs = num_outputs
+
+    def forward(self, feats: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+

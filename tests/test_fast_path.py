@@ -1,0 +1,130 @@
+"""The inference fast path: ``fuse_for_inference`` swaps in fused modules that give the reference
+model's outputs, NaN and Inf included, with the private kernels on or off, and guards itself."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+import hrformer
+from hrformer.fast import kernels
+from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
+from hrformer.layers import ConvNormAct, LocalWindowAttention
+
+HEADS = ["classification", "pose", "segmentation", None]
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        out = model(x)
+    return out if isinstance(out, list) else [out]
+
+
+@pytest.fixture(params=[True, False], ids=["kernels", "public-ops"])
+def fast_path(request):
+    previous = kernels._enabled
+    kernels.set_fast_path(request.param)
+    yield request.param
+    kernels.set_fast_path(previous)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("name", hrformer.list_models("hrformer_t*"))
+def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn):
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.create_model(name, head=head, **head_kwargs(head, 10)).eval())
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(2, 3, 61, 45)
+    for ref, out in zip(_outputs(model, x), _outputs(fused, x)):
+        assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_reference_layers_stay_plain_and_fusing_swaps_them():
+    model = hrformer.create_model("hrformer_t", head="pose").eval()
+    assert not any(type(m).__name__.startswith("Fused") for m in model.modules())
+    model.fuse_for_inference()
+    assert type(model).__name__ == "FusedHRFormer" and model.is_fused
+    assert any(isinstance(m, FusedConvNormAct) for m in model.modules())
+    assert all(isinstance(m, FusedWindowAttention) for m in model.modules() if isinstance(m, LocalWindowAttention))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(type(m) is not ConvNormAct for m in model.modules())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("head", ["pose", "classification", None])
+def test_non_finite_input_reaches_the_output_in_every_mode(head, bad, head_kwargs):
+    torch.manual_seed(0)
+    model = hrformer.create_model("hrformer_t", head=head, **head_kwargs(head, 10)).eval()
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(1, 3, 64, 48)
+    x[0, :, 10, 10] = bad
+    runs = {"no_grad": lambda m: _outputs(m, x)}
+    with torch.inference_mode():
+        runs_inference = {name: [o.clone() for o in (m(x) if isinstance(m(x), list) else [m(x)])]
+                          for name, m in (("inference_mode", model), ("fused inference_mode", fused))}
+    results = {"eval": [model(x)] if head else model(x), "no_grad": runs["no_grad"](model),
+               "fused": runs["no_grad"](fused), **runs_inference}
+    for mode, outs in results.items():
+        assert all(not torch.isfinite(o).all() for o in outs), f"{mode}: a non-finite input gave finite outputs"
+    # All-NaN image: every output value is NaN, fused or not.
+    nan = torch.full_like(x, float("nan"))
+    for m in (model, fused):
+        assert all(torch.isnan(o).all() for o in _outputs(m, nan))
+
+
+def test_fast_path_switch_environment_variable():
+    import subprocess
+    import sys
+
+    code = "import hrformer.fast.kernels as k; print(k.fast_path_enabled())"
+    out = subprocess.run([sys.executable, "-c", code], env={"HRFORMER_FAST_PATH": "0", "PATH": ""},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, randomise_bn):
+    """A private operator whose signature changed (here: it raises) must not break inference."""
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.create_model("hrformer_t", head="pose").eval())
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(1, 3, 64, 48)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mkldnn::_convolution_pointwise() expected 11 arguments")
+
+    monkeypatch.setattr(kernels, "_onednn_conv_act", broken)
+    monkeypatch.setattr(kernels, "_verified", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _outputs(fused, x)
+        _outputs(fused, x)
+    messages = [str(w.message) for w in caught if "self-check" in str(w.message)]
+    assert len(messages) == 1 and "conv_act" in messages[0]
+    ref = _outputs(model, x)
+    assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
+
+
+def test_kernels_only_for_plain_finite_inference():
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad(), kernels.kernels_for(x):
+        assert kernels.active(x) == kernels.fast_path_enabled()
+        assert not kernels.active(x.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not kernels.active(x)
+    with torch.no_grad(), kernels.kernels_for(torch.full_like(x, float("nan"))):
+        assert not kernels.active(x)
+    with kernels.kernels_for(x):
+        assert not kernels.active(x)  # gradients enabled: training or autograd wants the public ops
+    assert not kernels.active(x)
+
+
+def test_fused_model_refuses_training_and_saving(tmp_path):
+    model = hrformer.create_model("hrformer_t", head="pose").fuse_for_inference()
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        model.train()
+    model.eval()  # still allowed
+    with pytest.raises(ValueError, match="fused for inference"):
+        hrformer.save_pretrained(model, tmp_path / "m")
