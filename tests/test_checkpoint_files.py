@@ -80,6 +80,7 @@ def test_pickle_that_needs_code_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(hrformer.CheckpointReadError, match="refused, unpickling it would run Python code") as e:
         hrformer.create_model("hrformer_t", pretrained=path)
     assert "_run_code" in str(e.value) and "weights_only=True" in str(e.value)
+    assert "weights_only=False" not in str(e.value)  # not torch's advice to run the code
     assert not sentinel.exists()
 
 

@@ -117,7 +117,7 @@ def _build(
         # The head named (by the tag or the user) still sets the backbone's original-code defaults.
         given = sorted(k for k in kwargs if k in _HEAD_OUTPUT_ARGS)
         if given:
-            raise ValueError(f"create_model({name!r}): {', '.join(given)} do(es) not apply with features_only=True")
+            raise ValueError(f"create_model({name!r}): {', '.join(given)}: does not apply with features_only=True (no head)")
         merged = {k: v for k, v in merged.items() if k not in _HEAD_OUTPUT_ARGS}
         merged["head"] = None
     if head_type is not None and head_defaults:

@@ -81,9 +81,9 @@ def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
             raise CheckpointReadError(f"{path}: corrupt or truncated checkpoint ({e})") from None
         raise CheckpointReadError(
             f"{path}: refused, unpickling it would run Python code ({', '.join(sorted(set(needed)))}). "
-            "hrformer reads .pth files with torch.load(weights_only=True) only. If you trust the file, "
-            "extract the weights yourself, e.g. torch.save(torch.load(f, weights_only=False)['state_dict'], "
-            "'weights.pth'), or save them as safetensors."
+            "hrformer reads .pth files with torch.load(weights_only=True) only, which runs no code from the "
+            "file. Ask for the weights as .safetensors, or re-save only the state dict's tensors where you can "
+            "vouch for the file's origin."
         ) from None
     except Exception as e:
         raise CheckpointReadError(
