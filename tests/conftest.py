@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import pytest
 import torch
 
 from hrformer.heads import HEADS
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the parity fixture helpers (tests/parity.py)
 
 
 def outputs_kwarg(head: Optional[str], n: int) -> Dict[str, Any]:

@@ -4,6 +4,7 @@ through ``from_original``, on deterministic weights, for every stored output."""
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -73,3 +74,21 @@ def test_weights_match_shared_generator():
     assert ours.keys() == {k for k, v in theirs.items() if v.is_floating_point()}
     for k, v in ours.items():
         assert torch.equal(v, theirs[k]), k
+
+
+@pytest.mark.parametrize("kernels_on", [True, False], ids=["fast-path-on", "fast-path-off"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parity_of_the_fused_model(variant, kernels_on):
+    """The inference fast path (BatchNorm folded, fused modules) with its private kernels on and off:
+    every stored output of the smaller fixture size."""
+    previous = hrformer.fast.fast_path_enabled()
+    hrformer.set_fast_path(kernels_on)
+    try:
+        model = hrformer.from_original(original_state_dict(variant)).fuse_for_inference()
+        size = min(manifest(variant)["sizes"], key=lambda s: math.prod(map(int, s.split("x"))))
+        outs = run_outputs(model, parity_input(size))
+        errors = {name: relative_error(variant, size, name, outs[name])
+                  for name in reference_outputs(variant, size) if not name.startswith("stage4_ms.")}
+    finally:
+        hrformer.set_fast_path(previous)
+    assert errors and all(e <= TOL for e in errors.values()), errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ class HRModule(nn.Module):
     fusion keeps fewer).
     """
 
-    def __init__(self, branches: Sequence[nn.Module], fusion: Optional[Fusion]) -> None:
+    def __init__(self, branches: Sequence[nn.Module], fusion: Fusion) -> None:
         super().__init__()
         self.branches = nn.ModuleList(branches)
         self.fusion = fusion
@@ -29,9 +29,9 @@ class HRModule(nn.Module):
             # Block by block, then the fusion: only block inputs stay alive until the backward
             # pass, which recomputes one block at a time (a whole module at once peaks far higher).
             xs = [self._checkpointed(branch, x) for branch, x in zip(self.branches, xs)]
-            return checkpointed(self.fusion, xs) if self.fusion is not None else xs
+            return checkpointed(self.fusion, xs)
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
-        return self.fusion(xs) if self.fusion is not None else xs
+        return self.fusion(xs)
 
     @staticmethod
     def _checkpointed(branch: nn.Module, x: torch.Tensor) -> torch.Tensor:

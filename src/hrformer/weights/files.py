@@ -113,7 +113,3 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
             sd = {k[len(prefix):]: v for k, v in sd.items()}
     return sd
 
-
-def read_state_dict(path: PathLike) -> StateDict:
-    """:func:`read_checkpoint` then :func:`unwrap_state_dict`."""
-    return unwrap_state_dict(read_checkpoint(path))
