@@ -87,7 +87,7 @@ def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> Lis
         for batch in args.batches:
             x = torch.randn(batch, 3, *SIZES[args.size], generator=torch.Generator().manual_seed(0))
             fns = {impl: make(m, x) for impl, m in models.items()}
-            walls = interleaved(fns, reps=args.repeats, warmup=1, block_s=args.block)
+            walls = interleaved(fns, reps=args.repeats, warmup=1, block_s=args.block, quiet_only=not args.no_retry)
             ref_ms: Optional[float] = walls["reference"].median * 1e3 if "reference" in walls else None
             for impl, fn in fns.items():
                 wall = walls[impl].median * 1e3
@@ -123,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timing blocks per implementation")
     ap.add_argument("--block", type=float, default=1.0, help="seconds per timing block")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-retry", action="store_true",
+                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
     ap.add_argument("--json", default="benchmarks/out/profile_ops.json")
     args = ap.parse_args(argv)
 

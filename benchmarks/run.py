@@ -56,7 +56,8 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
                 for batch in args.batches:
                     x = torch.randn(batch, 3, *SIZES[size], generator=torch.Generator().manual_seed(0))
                     fns = {mode: forward_fn(m, x, dtype) for mode, m in models.items()}
-                    samples = interleaved(fns, reps=args.repeats, warmup=args.warmup, block_s=args.block)
+                    samples = interleaved(fns, reps=args.repeats, warmup=args.warmup, block_s=args.block,
+                                          quiet_only=not args.no_retry)
                     for mode, s in samples.items():
                         ms = s.median * 1e3
                         rows.append({"model": arch, "mode": mode, "dtype": dtype, "size": size, "batch": batch,
@@ -157,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timing blocks per variant")
     ap.add_argument("--block", type=float, default=0.5, help="seconds per timing block (at least one call)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-retry", action="store_true",
+                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
     ap.add_argument("--json", default="benchmarks/out/results.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on a tiny configuration and their report renders the JSON
-they write (no timing is asserted: figures belong in benchmarks/RESULTS.md)."""
+they write (no timing is asserted: figures belong in benchmarks/RESULTS.md). ``--no-retry``: a
+block disturbed by other processes is kept, never waited out."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     out = tmp_path / "results.json"
     # The reference slot takes any factory: our own eager model stands in for the original here.
     rc = run.main(["--models", "t", "--batches", "1", "--modes", "eager", "fused", "--repeats", "1",
-                   "--warmup", "0", "--block", "0", "--reference", "benchmarks.impls:ours", "--json", str(out)])
+                   "--warmup", "0", "--block", "0", "--no-retry", "--reference", "benchmarks.impls:ours",
+                   "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["inference"]
     assert [(r["model"], r["mode"], r["batch"]) for r in rows] == [
@@ -46,7 +48,7 @@ def test_profile_ops_classifies_the_ops_of_both_implementations(name, cls):
 def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path, task, impls):
     out = tmp_path / "profile.json"
     rc = profile_ops.main(["--models", "t", "--batches", "1", *impls, "--reference", "benchmarks.impls:ours",
-                           "--repeats", "1", "--block", "0", "--calls", "1", "--json", str(out)])
+                           "--repeats", "1", "--block", "0", "--calls", "1", "--no-retry", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["breakdown"]
     assert [(r["impl"], r["task"]) for r in rows] == [("reference", task), ("ours fused" if task == "inference" else "ours train", task)]
