@@ -6,12 +6,13 @@ random sample of positions (safetensors). The inputs are not stored: the tests r
 with ``torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(0))``, which this script
 checks against the stored inputs.
 
-Usage: python scripts/make_parity_fixtures.py [--src ../shared/parity] [--samples 512]
+Usage: python scripts/make_parity_fixtures.py [--src ../shared/parity] [--samples 1024] [--only 'official_seg_*']
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gzip
 import json
 from pathlib import Path
@@ -27,11 +28,14 @@ def main() -> None:
     ap.add_argument("--src", default=str(ROOT.parent / "shared" / "parity"))
     ap.add_argument("--dst", default=str(ROOT / "tests" / "fixtures" / "parity"))
     ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--only", default="*", help="wildcard on the variant names to (re)generate")
     args = ap.parse_args()
     src, dst = Path(args.src), Path(args.dst)
     dst.mkdir(parents=True, exist_ok=True)
     for manifest_path in sorted(src.glob("*.keys.json")):
         variant = manifest_path.name[: -len(".keys.json")]
+        if not fnmatch.fnmatchcase(variant, args.only):
+            continue
         manifest = json.loads(manifest_path.read_text())
         tensors = load_file(str(src / f"{variant}.safetensors"))
         keys = [[e["name"], e["shape"], e["dtype"]] for e in manifest["keys"]]

@@ -16,7 +16,10 @@ from safetensors.torch import load_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity"
 SHARED_PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
-VARIANTS = sorted(p.name[: -len(".json.gz")] for p in FIXTURES.glob("*.json.gz"))
+_ALL_VARIANTS = sorted(p.name[: -len(".json.gz")] for p in FIXTURES.glob("*.json.gz"))
+# Segmentation (OCR) fixtures have their own outputs and tests (tests/test_segmentation.py).
+SEG_VARIANTS = [v for v in _ALL_VARIANTS if v.startswith("official_seg_")]
+VARIANTS = [v for v in _ALL_VARIANTS if v not in SEG_VARIANTS]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32}
 
@@ -112,6 +115,25 @@ def split_name(variant: str) -> Tuple[str, str]:
 
 
 TOL = 1e-5  # relative to max|ref|, as in ../shared/parity/README.md
+
+_SEG_ARCHS = {"small": "hrformer_s", "base": "hrformer_b", "base_win13": "hrformer_b_w13",
+              "base_win15": "hrformer_b_w15"}
+
+
+def seg_arch(variant: str) -> str:
+    """``official_seg_hrt_base_win15_ocr_v2`` -> ``hrformer_b_w15``."""
+    return _SEG_ARCHS[variant[len("official_seg_hrt_"): -len("_ocr_v2")]]
+
+
+def run_seg_outputs(model, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The outputs the seg fixtures store, from one eval forward pass: ``stage4.{0..3}`` and the aux
+    and main logits at input resolution on the ``[:, :, 1::4, 1::4]`` grid."""
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        logits, aux = model.forward_head(feats, output_size=x.shape[-2:], return_aux=True)
+    outs = {f"stage4.{i}": f for i, f in enumerate(feats)}
+    outs.update(aux_sub4=aux[:, :, 1::4, 1::4], logits_sub4=logits[:, :, 1::4, 1::4])
+    return outs
 
 
 

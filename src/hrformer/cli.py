@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from . import cli_pose
+from . import cli_pose, cli_segment
 from .config import ARCHS
 from .factory import (
     build_model,
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(sub)
     _add_convert(sub)
     cli_pose.add_parser(sub)
+    cli_segment.add_parser(sub)
     return parser
 
 

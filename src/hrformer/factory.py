@@ -54,6 +54,13 @@ for _size, _arch in (("t", "hrformer_t"), ("s", "hrformer_s"), ("b", "hrformer_b
     ))
 
 
+for _window in (13, 15):
+    register_model(ModelEntry(
+        f"hrformer_b_w{_window}", ARCHS["hrformer_b"].with_(window_size=_window),
+        f"HRFormer-B with {_window}x{_window} windows in every stage (the paper's segmentation models)",
+    ))
+
+
 def split_model_name(name: str) -> Tuple[str, str]:
     """``"hrformer_s.coco_256x192"`` -> ``("hrformer_s", "coco_256x192")``; no tag gives ``""``."""
     arch, _, tag = name.partition(".")
@@ -282,9 +289,22 @@ def from_original(
     name = arch or kwargs.pop("name")
     kwargs.pop("name", None)
     model = _build(name, get_model_entry(name).config, kwargs, overrides)
-    model.pretrained_cfg = default_pretrained_cfg(name, model)
+    name = find_architecture(model.config) or name  # e.g. hrformer_b + window 15 -> hrformer_b_w15
+    model.pretrained_cfg = _matching_pretrained_cfg(name, model, layout) or default_pretrained_cfg(name, model)
     load_state_dict_strict(model, sd, source=f"{layout} checkpoint")
     return model.eval()
+
+
+def _matching_pretrained_cfg(name: str, model: HRFormer, layout: str) -> Optional[PretrainedCfg]:
+    """The first registered weights of ``name`` in ``layout`` with the model's head and outputs (their
+    preprocessing is the original code's), if any."""
+    arch, _ = split_model_name(name)
+    for tag in pretrained_tags(arch):
+        cfg = get_pretrained_cfg(arch, tag)
+        if cfg.layout == layout and cfg.model_kwargs.get("head") == model.head_type and (
+                model.head is None or cfg.num_classes == model.head.num_outputs):
+            return cfg
+    return None
 
 
 # --------------------------------------------------------------------------- saving

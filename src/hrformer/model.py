@@ -128,16 +128,25 @@ class HRFormer(nn.Module):
             xs = stage(xs)
         return xs
 
-    def forward_head(self, feats: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+    def forward_head(self, feats: List[torch.Tensor], pre_logits: bool = False, **head_kwargs: Any) -> Any:
+        """The head on the maps; ``head_kwargs`` go to the head (e.g. ``output_size``, ``return_aux``
+        for the OCR head)."""
         if self.head is None:
             raise RuntimeError("this model was built without a head (head=None)")
-        return self.head(feats, pre_logits=pre_logits)
+        return self.head(feats, pre_logits=pre_logits, **head_kwargs)
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, **head_kwargs: Any) -> Any:
+        """Maps (no head) or the head's output. ``head_kwargs`` go to the head (e.g.
+        ``return_aux=True`` for the OCR head); heads that declare ``needs_output_size`` also get
+        ``output_size=`` the input's (H, W)."""
+        if self.head is None and head_kwargs:
+            raise TypeError(f"a model without a head takes no head arguments, got {sorted(head_kwargs)}")
         feats = self.forward_features(x)
         if self.head is None:
             return [feats[i] for i in self.out_indices]
-        return self.forward_head(feats)
+        if self.head.needs_output_size:
+            head_kwargs.setdefault("output_size", (x.shape[-2], x.shape[-1]))  # traced as shape ops
+        return self.forward_head(feats, **head_kwargs)
 
     def _check_input(self, x: Any) -> None:
         if not isinstance(x, torch.Tensor):

@@ -20,7 +20,9 @@ class Head(nn.Module):
     - ``classifier_name``: the attribute holding its last layer (what ``reset`` replaces);
     - ``maps_needed``: how many backbone maps it reads (1: the stride-4 map only);
     - ``config_defaults``: the backbone options its original code used, applied by ``create_model``
-      unless given (e.g. the pose models' bilinear fusion and single-scale last stage).
+      unless given (e.g. the pose models' bilinear fusion and single-scale last stage);
+    - ``needs_output_size``: ``HRFormer.forward`` passes ``output_size=`` (the input's (H, W)) to
+      its ``forward`` (heads whose outputs come at input resolution).
 
     Subclasses are built as ``cls(in_chs, num_outputs, drop_rate=...)`` and map the backbone's maps
     to one tensor.
@@ -35,6 +37,7 @@ class Head(nn.Module):
     maps_needed: ClassVar[int] = 4
     has_dropout: ClassVar[bool] = True
     config_defaults: ClassVar[Dict[str, Any]] = {}
+    needs_output_size: ClassVar[bool] = False
 
     num_outputs: int
 

@@ -1,5 +1,5 @@
-"""Load checkpoints of the original implementations: official HRFormer (classification and pose
-code) and OpenMMLab mmpose, detected from their key names.
+"""Load checkpoints of the original implementations: official HRFormer (classification, pose and
+segmentation code) and OpenMMLab mmpose, detected from their key names.
 
 ==================  ==============================  ==================================
 layout              recognised by                   semantics it implies
@@ -7,11 +7,20 @@ layout              recognised by                   semantics it implies
 ``official_cls``    ``attn.attn.q_proj``, no prefix relative position bias on, nearest
                                                     fusion upsampling
 ``official_pose``   ``attn.attn.q_proj`` under      bias never added (dead table),
-                    ``backbone.``                   bilinear upsampling
+                    ``backbone.``, no seg head      bilinear upsampling
+                    keys
+``official_seg``    ``attn.attn.q_proj`` under      as ``official_cls`` (window from
+                    ``backbone.`` plus all of       the table size); OCR head
+                    ``conv3x3.``, ``aux_head.``,    (``head="ocr"``, classes from
+                    ``ocr_distri_head.``,           ``cls_head.weight``)
+                    ``cls_head.``
 ``mmpose``          fused ``attn.attn.qkv``         bias on (when the table exists),
                                                     bilinear upsampling
 ``hrformer``        our own key names               as stored
 ==================  ==============================  ==================================
+
+Released files may wrap the state dict (``state_dict``, ``model``) and prefix it with ``module.``
+(DistributedDataParallel, as the official segmentation checkpoints): see :mod:`.files`.
 """
 
 from __future__ import annotations
@@ -29,7 +38,10 @@ from .files import CheckpointLayoutError, StateDict, read_checkpoint, unwrap_sta
 __all__ = ["LAYOUTS", "convert_original", "detect_layout", "infer_model_kwargs", "load_state_dict_strict",
            "rename_original_key"]
 
-LAYOUTS = ("official_cls", "official_pose", "mmpose", "hrformer")
+LAYOUTS = ("official_cls", "official_pose", "official_seg", "mmpose", "hrformer")
+
+# The official segmentation net's head modules (seg/lib/models/nets/hrt.py), all present in its files.
+_SEG_HEAD_PREFIXES = ("conv3x3.", "aux_head.", "ocr_distri_head.", "cls_head.")
 
 
 # --------------------------------------------------------------------------- detection
@@ -38,15 +50,29 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
     if any(k.startswith("stem.conv1.conv.") for k in keys):
         return "hrformer"
+    seg_heads = [p for p in _SEG_HEAD_PREFIXES if any(k.startswith(p) for k in keys)]
+    prefixed = any(k.startswith("backbone.") for k in keys)
     if any(".attn.attn.q_proj." in k for k in keys):
-        return "official_pose" if any(k.startswith("backbone.") for k in keys) else "official_cls"
+        if seg_heads:
+            missing = [p + "*" for p in _SEG_HEAD_PREFIXES if p not in seg_heads]
+            if missing or not prefixed:
+                what = (f"lacks {', '.join(missing)}" if missing else "has its backbone keys without 'backbone.'")
+                raise CheckpointLayoutError(
+                    f"the state dict looks like an official segmentation (OCR) checkpoint (found "
+                    f"{', '.join(p + '*' for p in seg_heads)}) but {what}; found e.g. {keys[:5]}"
+                )
+            return "official_seg"
+        return "official_pose" if prefixed else "official_cls"
     if any(".attn.attn.qkv." in k for k in keys):
         return "mmpose"
     expected = ["conv1.weight", "stage2.0.branches.0.0.attn.attn.q_proj.weight (official)",
+                "backbone.* + conv3x3.*, aux_head.*, ocr_distri_head.*, cls_head.* (official segmentation)",
                 "stage2.0.branches.0.0.attn.attn.qkv.weight (mmpose)", "stem.conv1.conv.weight (hrformer)"]
+    found = sorted({k.split(".")[0] + ".*" for k in keys})
     raise CheckpointLayoutError(
         "the state dict matches no known HRFormer layout: expected keys such as "
-        + ", ".join(expected) + f"; found e.g. {keys[:5]}"
+        + ", ".join(expected) + f"; found {len(keys)} keys under {', '.join(found[:12])}"
+        + (" ..." if len(found) > 12 else "") + f", e.g. {keys[:5]}"
     )
 
 
@@ -79,8 +105,38 @@ def _rename_block(rest: str) -> Optional[str]:
     return rest  # left as is: reported as unexpected when loading
 
 
+_OCR_BRANCH = {"f_pixel": "pixel", "f_object": "object"}
+_OCR_SINGLE = {"f_down": "down", "f_up": "up"}
+
+
+def _rename_seg_head(key: str) -> Optional[str]:
+    """The official OCR head's keys (``nn.Sequential(conv, nn.Sequential(BN, ReLU), ...)``) -> ours."""
+    m = re.fullmatch(r"(conv3x3|aux_head)\.([01])\.(?:0\.)?(\w+)", key)
+    if m:
+        return f"head.{'bottleneck' if m[1] == 'conv3x3' else 'aux'}.{_BN_OR_CONV[int(m[2])]}.{m[3]}"
+    m = re.fullmatch(r"aux_head\.2\.(\w+)", key)
+    if m:
+        return f"head.cls.aux.{m[1]}"
+    m = re.fullmatch(r"cls_head\.(\w+)", key)
+    if m:
+        return f"head.cls.main.{m[1]}"
+    m = re.fullmatch(r"ocr_distri_head\.object_context_block\.(f_pixel|f_object)\.([0-3])\.(?:0\.)?(\w+)", key)
+    if m:
+        i = int(m[2])
+        return f"head.object_context.{_OCR_BRANCH[m[1]]}.{i // 2}.{_BN_OR_CONV[i % 2]}.{m[3]}"
+    m = re.fullmatch(r"ocr_distri_head\.object_context_block\.(f_down|f_up)\.([01])\.(?:0\.)?(\w+)", key)
+    if m:
+        return f"head.object_context.{_OCR_SINGLE[m[1]]}.{_BN_OR_CONV[int(m[2])]}.{m[3]}"
+    m = re.fullmatch(r"ocr_distri_head\.conv_bn_dropout\.([01])\.(?:0\.)?(\w+)", key)
+    if m:
+        return f"head.fuse.{_BN_OR_CONV[int(m[1])]}.{m[2]}"
+    return None
+
+
 def rename_original_key(key: str) -> Optional[str]:
     """Map one original key (``backbone.`` stripped) to ours; ``None`` drops it."""
+    if key.startswith(_SEG_HEAD_PREFIXES):
+        return _rename_seg_head(key) or key  # an unknown one is reported as unexpected when loading
     rules: List[Tuple[str, Any]] = [
         (r"conv([12])\.(.+)", lambda m: f"stem.conv{m[1]}.conv.{m[2]}"),
         (r"bn([12])\.(.+)", lambda m: f"stem.conv{m[1]}.bn.{m[2]}"),
@@ -175,7 +231,9 @@ def infer_model_kwargs(sd: Mapping[str, torch.Tensor], layout: str) -> Dict[str,
     last = modules[3] - 1
     multiscale = any(k.startswith(f"stage4.{last}.fuse_layers.1.") for k in keys)
     kwargs: Dict[str, Any] = {"name": arch or "hrformer_t", **overrides}
-    if "classifier.weight" in sd:
+    if "cls_head.weight" in sd:
+        kwargs.update(head="ocr", num_classes=int(sd["cls_head.weight"].shape[0]))
+    elif "classifier.weight" in sd:
         kwargs.update(head="classification", num_classes=int(sd["classifier.weight"].shape[0]))
     elif any(k.endswith("final_layer.weight") and "head" in k for k in keys):
         w = next(sd[k] for k in keys if k.endswith("final_layer.weight") and "head" in k)
@@ -184,7 +242,7 @@ def infer_model_kwargs(sd: Mapping[str, torch.Tensor], layout: str) -> Dict[str,
         kwargs.update(head=None)
     kwargs.update(
         rel_pos_bias=has_table and layout != "official_pose",
-        upsample_mode="nearest" if layout == "official_cls" else "bilinear",
+        upsample_mode="nearest" if layout in ("official_cls", "official_seg") else "bilinear",
         multiscale_output=multiscale,
     )
     return kwargs

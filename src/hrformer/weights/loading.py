@@ -5,7 +5,10 @@ strictly, with two deliberate exceptions (each logged on the ``hrformer`` logger
   type, or none) is not loaded; with the same head type only its last layer is dropped. Stage-4
   fusion weights for outputs a single-scale model does not compute are dropped too;
 - ``in_chans != 3`` adapts the first convolution (summed for 1 channel, repeated and rescaled
-  otherwise, as in timm).
+  otherwise, as in timm);
+- relative position bias tables of another window size (ImageNet window-7 weights into a window
+  13 / 15 segmentation model) are resized, each head's (2K-1)x(2K-1) table as an image, bilinearly
+  (``align_corners=False``), as the official segmentation code's loader does.
 
 Everything else must match exactly, and nothing is loaded unless it does. The model is any
 :class:`hrformer.HRFormer` (this package builds no model: see :mod:`hrformer.factory`).
@@ -20,6 +23,7 @@ import re
 from typing import Any, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 from .files import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
 from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_paths
@@ -46,6 +50,31 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     else:
         w = w.repeat(1, math.ceil(in_chans / 3), 1, 1)[:, :in_chans] * (3 / in_chans)
     return w.to(weight.dtype)
+
+
+def resize_rel_pos_table(table: torch.Tensor, num_positions: int) -> torch.Tensor:
+    """A (L, heads) relative position bias table, L = (2K-1)**2, resized to ``num_positions``
+    = (2K'-1)**2 entries: each head's table seen as a (2K-1)x(2K-1) image, bilinear with
+    ``align_corners=False`` (the official segmentation loader, ``ModuleHelper.load_model``)."""
+    old, new = math.isqrt(table.shape[0]), math.isqrt(num_positions)
+    if old * old != table.shape[0] or new * new != num_positions:
+        raise CheckpointLayoutError(f"relative position tables must be square, got {table.shape[0]} -> {num_positions}")
+    heads = table.shape[1]
+    image = table.float().t().reshape(1, heads, old, old)
+    resized = F.interpolate(image, size=(new, new), mode="bilinear", align_corners=False)
+    return resized.reshape(heads, new * new).t().contiguous().to(table.dtype)
+
+
+def _fit_rel_pos_tables(sd: StateDict, own: Mapping[str, torch.Tensor], source: str) -> StateDict:
+    keys = [k for k in sd if k.endswith("relative_position_bias_table") and k in own
+            and sd[k].dim() == 2 and own[k].dim() == 2 and sd[k].shape[1] == own[k].shape[1]
+            and sd[k].shape[0] != own[k].shape[0]]
+    if not keys:
+        return sd
+    sizes = sorted({(math.isqrt(sd[k].shape[0]) // 2 + 1, math.isqrt(own[k].shape[0]) // 2 + 1) for k in keys})
+    logger.info("%s: %d relative position bias tables resized (bilinear) for window %s", source, len(keys),
+                ", ".join(f"{a} -> {b}" for a, b in sizes))
+    return {**sd, **{k: resize_rel_pos_table(sd[k], own[k].shape[0]) for k in keys}}
 
 
 def _fit_head(
@@ -87,6 +116,7 @@ def _fit_head(
 def _fit_model(model: torch.nn.Module, sd: StateDict, source: str) -> Tuple[StateDict, Set[str]]:
     own = model.state_dict()
     sd, keep_init = _fit_head(model, sd, own, source)
+    sd = _fit_rel_pos_tables(sd, own, source)
     if not model.config.multiscale_output:
         last = len(model.stage4.hr_modules) - 1
         extra = [k for k in sd if k not in own and re.match(rf"stage4\.hr_modules\.{last}\.fusion\.paths\.[1-9]", k)]

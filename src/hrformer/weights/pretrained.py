@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..datasets import DATASETS
 from ..heads import HEADS
 from ..keypoints import COCO_KEYPOINTS, KeypointInfo
 
@@ -45,6 +46,12 @@ class PretrainedCfg(Mapping):
     ``interpolation`` and ``crop_pct`` (classification: resize to ``H / crop_pct``, centre crop).
     Pose tags add ``keypoint_info`` (names, skeleton, flip indices, OKS sigmas) and the heatmap
     ``decode_method`` they were evaluated with.
+
+    Segmentation tags add ``dataset`` and its ``class_names`` (output channel order), ``input_size``
+    = the training crop, ``test_size`` (H, W) the evaluation input (``None``: each image at its
+    own size) and ``test_scales``, the scales of the multi-scale evaluation (each with a
+    horizontal flip; logits summed, see :func:`hrformer.segmentation.predict`); ``metrics`` hold
+    the single-scale (``*_miou``) and multi-scale (``*_miou_ms``) mIoU.
     """
 
     architecture: str
@@ -66,6 +73,10 @@ class PretrainedCfg(Mapping):
     channel_order: str = "RGB"
     keypoint_info: Optional[KeypointInfo] = None
     decode_method: Optional[str] = None
+    dataset: Optional[str] = None
+    class_names: Optional[Tuple[str, ...]] = None
+    test_size: Optional[Tuple[int, int]] = None
+    test_scales: Tuple[float, ...] = (1.0,)
 
     # ------------------------------------------------------------------ mapping view
     @property
@@ -115,8 +126,8 @@ class PretrainedCfg(Mapping):
     def from_dict(cls, d: Dict[str, Any]) -> "PretrainedCfg":
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("input_size", "mean", "std"):
-            if key in d:
+        for key in ("input_size", "mean", "std", "class_names", "test_size", "test_scales"):
+            if d.get(key) is not None:
                 d[key] = tuple(d[key])
         if isinstance(d.get("keypoint_info"), dict):
             d["keypoint_info"] = KeypointInfo.from_dict(d["keypoint_info"])
@@ -226,5 +237,55 @@ for _cfg in (
     _official_coco("hrformer_b", (384, 288), 77.2, "https://1drv.ms/u/s!Ai-PFrdirDvwj2ZKrF6rWWzoRJUM?e=RCRb0p"),
     _mmpose_backbone("hrformer_s", "hrformer_small-09516375_20220226.pth"),
     _mmpose_backbone("hrformer_b", "hrformer_base-32815020_20220226.pth"),
+):
+    register_pretrained(_cfg)
+
+
+# --------------------------------------------------------------------------- segmentation (OCR head)
+# Official HRNet/HRFormer seg README (mIoU single / multi-scale, OneDrive checkpoint links) and
+# configs (seg/configs/<dataset>/H_48_D_4.json, H_48_D_4_TEST_MS3x.json): the data loader reads BGR
+# images with cv2, divides by 255 and normalises with the ImageNet statistics in that (BGR) channel
+# order; crops 1024x512 (Cityscapes, tested at 2048x1024) or 520x520 (tested at each image's size);
+# multi-scale test: scales 0.75, 1, 1.25, each with a horizontal flip, logits summed.
+_SEG_DATA = {"cityscapes": ((512, 1024), (1024, 2048)), "pascal_context": ((520, 520), None),
+             "coco_stuff": ((520, 520), None), "ade20k": ((520, 520), None)}
+_SEG_SCRIPT = {"hrformer_s": "run_hrt_small_ocr_v2_ohem.sh", "hrformer_b": "run_hrt_base_ocr_v2_ohem.sh",
+               "hrformer_b_w13": "run_hrt_base_ocr_v2_ohem_w13.sh", "hrformer_b_w15": "run_hrt_base_ocr_v2_ohem_w15.sh"}
+
+
+def _official_seg(arch: str, dataset: str, miou: float, miou_ms: float, origin_url: str) -> PretrainedCfg:
+    tag = f"{dataset}_ocr"
+    data = DATASETS[dataset]
+    crop, test_size = _SEG_DATA[dataset]
+    return PretrainedCfg(
+        arch, tag, dict(head="ocr", num_classes=data.num_classes, rel_pos_bias=True, upsample_mode="nearest",
+                        multiscale_output=True),
+        hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_seg", origin_url=origin_url,
+        input_size=(3, *crop), channel_order="BGR", metrics={f"{dataset}_val_miou": miou,
+                                                             f"{dataset}_val_miou_ms": miou_ms},
+        dataset=dataset, class_names=data.classes, test_size=test_size, test_scales=(0.75, 1.0, 1.25),
+        notes=f"official OCRNet segmentation model (HRNet/HRFormer seg/scripts/{dataset}/hrt/{_SEG_SCRIPT[arch]}); "
+              "input: BGR in [0, 1], normalised with the ImageNet mean/std in BGR order, as the original feeds it",
+    )
+
+
+for _cfg in (
+    _official_seg("hrformer_s", "cityscapes", 80.0, 81.0, "https://1drv.ms/u/s!Ai-PFrdirDvwj3Wsg-_ApKUAEUft?e=BnhLal"),
+    _official_seg("hrformer_b", "cityscapes", 81.4, 82.0, "https://1drv.ms/u/s!Ai-PFrdirDvwj3zEMdYLM8nZ5gXN?e=v7ehnB"),
+    _official_seg("hrformer_b_w15", "cityscapes", 81.9, 82.6,
+                  "https://1drv.ms/u/s!Ai-PFrdirDvwkAp3LjwI-7Csmh0K?e=K1zXrn"),
+    _official_seg("hrformer_s", "pascal_context", 53.8, 54.6,
+                  "https://1drv.ms/u/s!Ai-PFrdirDvwkADkevlhIuUrPC1T?e=hcDx5S"),
+    _official_seg("hrformer_b", "pascal_context", 56.3, 57.1,
+                  "https://1drv.ms/u/s!Ai-PFrdirDvwkAMUzRnCGmAxEehJ?e=HrCQ9c"),
+    _official_seg("hrformer_b_w15", "pascal_context", 57.6, 58.5,
+                  "https://1drv.ms/u/s!Ai-PFrdirDvwkAIBAkrOlPp_T1YT?e=DeHMdo"),
+    _official_seg("hrformer_s", "coco_stuff", 37.9, 38.9, "https://1drv.ms/u/s!Ai-PFrdirDvwj3tbt5BhdCrsu6lK?e=up2HUI"),
+    _official_seg("hrformer_b", "coco_stuff", 41.6, 42.5, "https://1drv.ms/u/s!Ai-PFrdirDvwkAFAYKZm2wL9C6KL?e=AZiXLK"),
+    _official_seg("hrformer_b_w15", "coco_stuff", 42.4, 43.3,
+                  "https://1drv.ms/u/s!Ai-PFrdirDvwj37Np48Gpb-Pjowu?e=iwL5UA"),
+    _official_seg("hrformer_s", "ade20k", 44.0, 45.1, "https://1drv.ms/u/s!Ai-PFrdirDvwj28i74aN6_Zk4clX?e=CWGOcd"),
+    _official_seg("hrformer_b", "ade20k", 46.3, 47.6, "https://1drv.ms/u/s!Ai-PFrdirDvwj3epNJ-QFF33tZtr?e=df3fQk"),
+    _official_seg("hrformer_b_w13", "ade20k", 48.7, 50.0, "https://1drv.ms/u/s!Ai-PFrdirDvwj3oTs_gVPzFDjdyU?e=yjGRKz"),
 ):
     register_pretrained(_cfg)
