@@ -28,19 +28,6 @@ def _assert_close(outs, refs, rel=1e-4):
         assert (torch.as_tensor(out) - ref).abs().max() <= rel * ref.abs().max()
 
 
-def test_onnx_export_of_fused_backbone(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    model, fused = _fused_pair(None)
-    x = torch.randn(1, 3, 64, 48)
-    path = tmp_path / "fused.onnx"
-    torch.onnx.export(fused, (x,), str(path), dynamo=False, opset_version=17)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        _assert_close([torch.from_numpy(g) for g in got], model(x))
-
-
 @pytest.mark.slow
 def test_onnx_dynamo_export_pose(tmp_path):
     """torch.export-based ONNX exporter (needs onnxscript; ~40 s on 2 cores)."""

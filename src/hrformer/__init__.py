@@ -10,6 +10,7 @@ from .factory import (
     resolve_data_config,
     save_pretrained,
 )
+from .export import export_onnx
 from .fast import fuse_for_inference, set_fast_path
 from .model import HRFormer
 from .profile import Profile, profile
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCHS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "ConfigError", "HRFormer",
     "HRFormerConfig", "PretrainedCfg", "Profile", "WeightsUnavailableError", "convert_original", "create_model",
-    "from_original", "from_pretrained", "fuse_for_inference", "get_pretrained_cfg", "list_models", "load_weights",
+    "export_onnx", "from_original", "from_pretrained", "fuse_for_inference", "get_pretrained_cfg", "list_models",
+    "load_weights",
     "profile", "push_to_hub", "resolve_data_config", "save_pretrained", "set_fast_path", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``hrformer info`` (default), ``hrformer list``, ``hrformer convert``."""
+"""Command line: ``hrformer info`` (default), ``hrformer list``, ``hrformer convert``, ``hrformer export``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from . import cli_pose, cli_segment
+from . import __version__, cli_export, cli_pose, cli_segment
 from .config import ARCHS
 from .factory import (
     build_model,
@@ -175,10 +175,12 @@ def _add_convert(sub: "argparse._SubParsersAction") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrformer", description="High-Resolution Transformer models")
+    parser.add_argument("--version", action="version", version=f"hrformer {__version__}")
     sub = parser.add_subparsers(dest="command")
     _add_info(sub)
     _add_list(sub)
     _add_convert(sub)
+    cli_export.add_parser(sub)
     cli_pose.add_parser(sub)
     cli_segment.add_parser(sub)
     return parser
@@ -187,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["info"] + argv
     args = parser.parse_args(argv)
     if getattr(args, "head", None) == "none":

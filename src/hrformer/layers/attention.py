@@ -80,7 +80,7 @@ class LocalWindowAttention(nn.Module):
     ) -> Optional[torch.Tensor]:
         """(nW, N, N) boolean 'may attend' mask over the windows of the padded map, or None."""
         k = self.window_size
-        padded = any(pads)
+        padded = torch.jit.is_tracing() or any(pads)  # traced: the pads depend on the input size
         if not self.shift_size and not (self.mask_padding and padded):
             return None
         n = k * k

@@ -33,7 +33,8 @@ class UpsamplePath(ConvNormAct):
         x = super().forward(x)  # conv + BN (no activation)
         align = None if self.mode == "nearest" else False
         x = F.interpolate(x, scale_factor=float(self.scale), mode=self.mode, align_corners=align)
-        if tuple(x.shape[-2:]) != tuple(size):
+        # When tracing, ``size`` depends on the input size: always resize (an identity when equal).
+        if torch.jit.is_tracing() or tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=self.mode == "nearest")
         return x
 

@@ -5,7 +5,6 @@ All functions work on channels-last maps ``(B, H, W, C)``.
 
 from __future__ import annotations
 
-import math
 from typing import Tuple
 
 import torch
@@ -14,10 +13,18 @@ import torch.nn.functional as F
 
 def center_padding(height: int, width: int, window: int) -> Tuple[int, int, int, int]:
     """Padding ``(top, bottom, left, right)`` that makes ``height`` and ``width`` multiples of
-    ``window``, split as the originals do: ``pad // 2`` before, the rest after."""
-    pad_h = math.ceil(height / window) * window - height
-    pad_w = math.ceil(width / window) * window - width
+    ``window``, split as the originals do: ``pad // 2`` before, the rest after.
+
+    Plain arithmetic, so that under ``torch.jit.trace`` / ONNX export, where the sizes are 0-d
+    tensors, the padding is traced as shape-dependent ops instead of being baked in."""
+    pad_h = (-height) % window  # = ceil(height / window) * window - height
+    pad_w = (-width) % window
     return pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
+
+
+def _has_padding(pads: Tuple[int, int, int, int]) -> bool:
+    # When tracing, the pads depend on the input size: always pad/crop (a zero pad is a no-op).
+    return torch.jit.is_tracing() or any(pads)
 
 
 def pad_to_windows(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[int, int, int, int]]:
@@ -25,7 +32,7 @@ def pad_to_windows(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[in
     _, height, width, _ = x.shape
     pads = center_padding(height, width, window)
     top, bottom, left, right = pads
-    if top or bottom or left or right:
+    if _has_padding(pads):
         x = F.pad(x, (0, 0, left, right, top, bottom))
     return x, pads
 
@@ -33,7 +40,7 @@ def pad_to_windows(x: torch.Tensor, window: int) -> Tuple[torch.Tensor, Tuple[in
 def crop_padding(x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
     """Inverse of :func:`pad_to_windows`: (B, Hp, Wp, C) -> (B, H, W, C)."""
     top, bottom, left, right = pads
-    if top or bottom or left or right:
+    if _has_padding(pads):
         x = x[:, top : x.shape[1] - bottom, left : x.shape[2] - right]
     return x
 
