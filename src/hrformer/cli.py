@@ -10,8 +10,9 @@ import torch
 
 from . import __version__, cli_export, cli_pose, cli_segment
 from .config import ARCHS
+from .heads import HEADS
 from .factory import (
-    build_model,
+    create_model,
     find_architecture,
     from_original,
     from_pretrained,
@@ -20,16 +21,9 @@ from .factory import (
     save_pretrained,
     split_model_name,
 )
-from .profile import count_params, paper_pose_gflops, profile
+from .profile import profile
+from .published import MEASURED, PUBLISHED  # constants: `hrformer info` without names profiles nothing
 from .weights import CheckpointError, detect_layout, get_pretrained_cfg, read_checkpoint, unwrap_state_dict
-
-# The paper's published numbers (HRFormer, NeurIPS 2021: Table 2 models, Tables 3 and 5).
-PUBLISHED = {
-    "hrformer_t": {"cls_params_m": 8.0, "cls_gflops": 1.83, "pose_params_m": 2.5, "pose_256": 1.3, "pose_384": None},
-    "hrformer_s": {"cls_params_m": 13.5, "cls_gflops": 3.56, "pose_params_m": 7.8, "pose_256": 2.8, "pose_384": 6.2},
-    "hrformer_b": {"cls_params_m": 50.3, "cls_gflops": 13.71, "pose_params_m": 43.2, "pose_256": 12.2, "pose_384": 26.8},
-}
-
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -49,16 +43,14 @@ def _paper_table() -> str:
                             str(cfg.window_size), _fmt(cfg.mlp_ratio, 0)])
     rows = [["model", "cls params M", "(paper)", "cls GMACs 224", "(paper GFLOPs)", "pose params M", "(paper)",
              "pose GFLOPs 256x192", "(paper)", "pose GFLOPs 384x288", "(paper)"]]
-    for name in ARCHS:
-        pub = PUBLISHED[name]
-        cls = build_model(name)
-        pose = build_model(name, head="pose")
+    for name in PUBLISHED:
+        pub, ours = PUBLISHED[name], MEASURED[name]
         rows.append([
-            name, _fmt(count_params(cls) / 1e6, 3), _fmt(pub["cls_params_m"], 1),
-            _fmt(profile(cls, (224, 224)).gmacs, 3), _fmt(pub["cls_gflops"]),
-            _fmt(count_params(pose) / 1e6, 3), _fmt(pub["pose_params_m"], 1),
-            _fmt(paper_pose_gflops(pose, (256, 192)), 3), _fmt(pub["pose_256"], 1),
-            _fmt(paper_pose_gflops(pose, (384, 288)), 3), _fmt(pub["pose_384"], 1),
+            name, _fmt(ours["cls_params"] / 1e6, 3), _fmt(pub["cls_params_m"], 1),
+            _fmt(ours["cls_macs_224"] / 1e9, 3), _fmt(pub["cls_gflops"]),
+            _fmt(ours["pose_params"] / 1e6, 3), _fmt(pub["pose_params_m"], 1),
+            _fmt(ours["pose_paper_macs_256x192"] / 1e9, 3), _fmt(pub["pose_256"], 1),
+            _fmt(ours["pose_paper_macs_384x288"] / 1e9, 3), _fmt(pub["pose_384"], 1),
         ])
     notes = (
         "cls GMACs: conv + linear + attention matmuls as executed (padded windows included). The paper's\n"
@@ -80,11 +72,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        model = build_model(name, head=args.head)
-        size = tuple(args.input_size) if args.input_size else ((256, 192) if args.head == "pose" else (224, 224))
+        # The tag's (or the bare name's default tag's) head and input size, unless given.
+        # (--head given: the architecture alone with that head, the tag's model has another head)
+        model = create_model(name) if args.head == "default" else create_model(name.split(".")[0], head=args.head)
+        size = tuple(args.input_size) if args.input_size else tuple(model.pretrained_cfg["input_size"][-2:])
         p = profile(model, size)
         rows.append([
-            name, str(args.head), f"{size[0]}x{size[1]}", _fmt(p.params / 1e6, 3), _fmt(p.gmacs, 3),
+            name, str(model.head_type), f"{size[0]}x{size[1]}", _fmt(p.params / 1e6, 3), _fmt(p.gmacs, 3),
             _fmt(p.macs_by_op["conv"] / 1e9, 3), _fmt(p.macs_by_op["linear"] / 1e9, 3),
             _fmt(p.macs_by_op["attention"] / 1e9, 3), str(list(get_model_entry(name).config.channels)),
         ])
@@ -96,7 +90,8 @@ def _add_info(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("info", help="architectures, parameters and MACs (default command)")
     p.add_argument("names", nargs="*", help=f"model names ({', '.join(list_models())})")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"))
-    p.add_argument("--head", default="classification", choices=["classification", "pose", "segmentation", "none"])
+    p.add_argument("--head", default="default", choices=["default", *HEADS, "none"],
+                   help="head (default: the tag's; a bare name's default tag is the classifier)")
     p.set_defaults(func=cmd_info)
 
 
