@@ -18,7 +18,7 @@ from torch import nn
 import hrformer
 
 Builder = Callable[[str], nn.Module]
-MODES = ("eager", "fused", "compiled", "fused+compiled")
+MODES = ("eager", "fused", "compiled", "fused+compiled", "ort")
 
 
 def ours(name: str) -> nn.Module:
@@ -43,6 +43,8 @@ def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     model = model.eval()
+    if mode == "ort":
+        return OrtModel(model)
     if "fused" in mode:
         if not hasattr(model, "fuse_for_inference"):
             raise ValueError(f"{type(model).__name__} has no fuse_for_inference()")
@@ -58,3 +60,32 @@ def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
         inductor_config.freezing = True
         model = torch.compile(model, fullgraph=fullgraph, dynamic=False)
     return model
+
+
+class OrtModel:
+    """ONNX Runtime on this package's dynamic export (``hrformer.export_onnx``: dynamic batch and
+    input size, opset 17), CPU provider, all graph optimisations, ``torch.get_num_threads()`` intra-op
+    threads. Called like the model: (B, 3, H, W) tensor -> list of output tensors."""
+
+    def __init__(self, model: nn.Module, input_size=(256, 192)) -> None:
+        import os
+        import tempfile
+
+        import onnxruntime as ort
+
+        self._dir = tempfile.TemporaryDirectory()
+        path = os.path.join(self._dir.name, "model.onnx")
+        hrformer.export_onnx(model, path, input_size=input_size)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def eval(self) -> "OrtModel":
+        return self
+
+    def __call__(self, x: torch.Tensor):
+        outs = self.session.run(None, {self.input_name: x.numpy()})
+        return [torch.from_numpy(o) for o in outs]
