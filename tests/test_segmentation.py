@@ -15,7 +15,8 @@ import hrformer
 from hrformer.cli import main as cli_main
 from hrformer.datasets import DATASETS
 from hrformer.factory import find_architecture, get_model_entry
-from hrformer.profile import count_params
+from hrformer.profile import count_params, profile
+from hrformer.published import OCR_MEASURED
 from hrformer.segmentation import predict, preprocess
 from hrformer.weights import CheckpointLayoutError, convert_original, detect_layout, unwrap_state_dict
 from hrformer.weights.loading import resize_rel_pos_table
@@ -39,8 +40,8 @@ def _released(sd):
             "state_dict": {"module." + k: v for k, v in sd.items()}}
 
 
-def _seg_parity_errors(variant, fuse=False):
-    model = hrformer.from_original(_released(original_state_dict(variant)))
+def _seg_parity_errors(variant, fuse=False, source=None):
+    model = hrformer.from_original(source if source is not None else _released(original_state_dict(variant)))
     assert not model.training
     assert find_architecture(model.config) == seg_arch(variant)
     assert model.head_type == "ocr" and model.num_classes == 19
@@ -60,16 +61,27 @@ def test_seg_fixtures_present():
     assert [seg_arch(v) for v in SEG_VARIANTS] == ["hrformer_b", "hrformer_b_w13", "hrformer_b_w15", "hrformer_s"]
 
 
-def test_seg_parity_small_reference_path():
-    """HRFormer-S + OCR, unfused reference layers: every stored output at both sizes."""
-    errors = _seg_parity_errors("official_seg_hrt_small_ocr_v2")
+def test_seg_parity_small_reference_path(tmp_path, capsys):
+    """HRFormer-S + OCR from a released-style .pth, unfused reference layers: every stored output at
+    both sizes; ``hrformer convert`` then writes our files, reloaded identically."""
+    path = tmp_path / "hrt_small_ocr_v2_cityscapes.pth"
+    torch.save(_released(original_state_dict("official_seg_hrt_small_ocr_v2")), path)
+    errors = _seg_parity_errors("official_seg_hrt_small_ocr_v2", source=path)
     assert all(e <= TOL for e in errors.values()), errors
+    assert cli_main(["convert", str(path), str(tmp_path / "converted")]) == 0
+    out = capsys.readouterr().out
+    assert "official_seg layout" in out and "ocr, num_classes 19" in out and "all tensors identical" in out
+    cfg = hrformer.from_pretrained(tmp_path / "converted").pretrained_cfg
+    assert cfg.name == "hrformer_s.cityscapes_ocr" and cfg["channel_order"] == "BGR"
 
 
-@pytest.mark.parametrize("variant", [v for v in SEG_VARIANTS if "small" not in v])
+@pytest.mark.parametrize("variant", [
+    v if "win15" in v else pytest.param(v, marks=pytest.mark.slow) for v in SEG_VARIANTS if "small" not in v
+])
 def test_seg_parity_base_fused(variant):
-    """HRFormer-B with windows 7 / 13 / 15 (every branch pads), fused inference path (fast enough
-    for the default run; the reference path is the slow test below)."""
+    """HRFormer-B with windows 7 / 13 / 15 (with 13 and 15 every branch pads), fused inference path;
+    window 15 (the largest model) in the default suite, the others and the unfused reference path
+    of all three in the slow one (``-m slow``)."""
     errors = _seg_parity_errors(variant, fuse=True)
     assert all(e <= TOL for e in errors.values()), errors
 
@@ -136,11 +148,28 @@ def test_imagenet_weights_into_a_larger_window_model(tmp_path, caplog):
 # --------------------------------------------------------------------------- architectures and registry
 @pytest.mark.parametrize("name, expected", [
     ("hrformer_s", 13_523_856), ("hrformer_b", 56_032_512), ("hrformer_b_w15", 56_196_480),
+    pytest.param("hrformer_b_w13", 56_143_776, marks=pytest.mark.slow),
 ])
 def test_parameter_counts(name, expected):
     assert count_params(hrformer.create_model(name, head="ocr", num_classes=19)) == expected
+    assert OCR_MEASURED[name]["params"] == expected  # what `hrformer info` prints
     if name == "hrformer_s":
         assert count_params(hrformer.create_model(name, head="ocr", num_classes=20)) == expected + 1_026
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(OCR_MEASURED))
+def test_info_ocr_macs_are_what_profiling_measures(name):
+    model = hrformer.create_model(name, head="ocr", num_classes=19)
+    for h, w in ((512, 1024), (520, 520)):
+        assert round(profile(model, (h, w)).gmacs * 1e9) == OCR_MEASURED[name][f"macs_{h}x{w}"]
+
+
+def test_info_lists_the_ocr_models(capsys):
+    assert cli_main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "Segmentation (OCR head" in out
+    assert "ocr   hrformer_b_w15  15      56.196    561.7           294.2" in out
 
 
 def test_window_architectures():

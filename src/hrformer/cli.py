@@ -22,7 +22,7 @@ from .factory import (
     split_model_name,
 )
 from .profile import profile
-from .published import MEASURED, PUBLISHED  # constants: `hrformer info` without names profiles nothing
+from .published import MEASURED, OCR_MEASURED, PUBLISHED  # constants: `hrformer info` without names profiles nothing
 from .weights import CheckpointError, detect_layout, get_pretrained_cfg, read_checkpoint, unwrap_state_dict
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
@@ -58,7 +58,13 @@ def _paper_table() -> str:
         "which explains the ~7% gap. Pose GFLOPs (paper convention, reproduced within 2%): conv + linear\n"
         "MACs on unpadded tokens, no attention matmul."
     )
-    return "Table 2 configurations\n" + _table(config_rows) + "\n\nMeasured vs published\n" + _table(rows) + "\n\n" + notes
+    ocr_rows = [["head", "model", "window", "params M", "GMACs 512x1024", "GMACs 520x520"]]
+    for name, ours in OCR_MEASURED.items():
+        ocr_rows.append(["ocr", name, str(get_model_entry(name).config.window_size), _fmt(ours["params"] / 1e6, 3),
+                         _fmt(ours["macs_512x1024"] / 1e9, 1), _fmt(ours["macs_520x520"] / 1e9, 1)])
+    ocr = ("\n\nSegmentation (OCR head, 19 classes; weights: hrformer list --pretrained '*_ocr')\n" + _table(ocr_rows))
+    return ("Table 2 configurations\n" + _table(config_rows) + "\n\nMeasured vs published\n" + _table(rows) + "\n\n"
+            + notes + ocr)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
