@@ -44,7 +44,10 @@ def test_profile_ops_classifies_the_ops_of_both_implementations(name, cls):
     assert profile_ops.op_class(name) == cls
 
 
-@pytest.mark.parametrize("task, impls", [("inference", ["--modes", "fused"]), ("train", ["--train"])])
+@pytest.mark.parametrize("task, impls", [
+    ("inference", ["--modes", "fused"]),
+    pytest.param("train", ["--train"], marks=pytest.mark.slow),  # a training step of T with a profiler: ~15 s
+])
 def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path, task, impls):
     out = tmp_path / "profile.json"
     rc = profile_ops.main(["--models", "t", "--batches", "1", *impls, "--reference", "benchmarks.impls:ours",

@@ -62,8 +62,9 @@ def test_bf16_autocast_is_finite_and_close(head):
         assert (o.float() - r).abs().max() <= 0.1 * r.abs().max()  # bf16 keeps ~3 significant digits
 
 
+@pytest.mark.slow  # the fused classification model is exported in the default suite (test_export.py)
 def test_torch_export_backbone():
-    model = hrformer.create_model("hrformer_t", head=None).eval()
+    model = HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head=None).eval()
     x = torch.randn(1, 3, 64, 48)
     program = torch.export.export(model, (x,))
     for ref, out in zip(_outputs(model, x), program.module()(x)):

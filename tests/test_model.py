@@ -13,6 +13,8 @@ from hrformer.weights import CheckpointLayoutError
 from hrformer.profile import count_params
 
 MODELS = hrformer.list_models()
+# The HRFormer-B family (50M parameters) runs in the slow suite, T and S in the default one.
+MODEL_PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n.startswith("hrformer_b") else n for n in MODELS]
 SIZES = [(224, 224), (256, 192), (200, 152), (33, 47), (32, 32)]
 
 
@@ -32,11 +34,14 @@ def test_registry_lists_all_variants():
     assert hrformer.list_models("hrformer_?") == ["hrformer_b", "hrformer_s", "hrformer_t"]
 
 
-# Every size on the smallest models; one size that pads windows at every branch on the others.
-SHAPE_CASES = [(n, s) for n in MODELS for s in (SIZES if n.startswith("hrformer_t") else [(61, 45)])]
+# Every size on the smallest model; one size that pads windows at every branch on the others.
+SHAPE_CASES = [
+    pytest.param(n, s, id=f"{n}-{s[0]}x{s[1]}", marks=[pytest.mark.slow] if n.startswith("hrformer_b") else [])
+    for n in MODELS for s in (SIZES if n == "hrformer_t" else [(61, 45)])
+]
 
 
-@pytest.mark.parametrize("name, size", SHAPE_CASES, ids=[f"{n}-{h}x{w}" for n, (h, w) in SHAPE_CASES])
+@pytest.mark.parametrize("name, size", SHAPE_CASES)
 def test_feature_shapes_and_info(name, size):
     torch.manual_seed(0)
     model = hrformer.create_model(name, features_only=True)
@@ -54,7 +59,7 @@ def test_feature_shapes_and_info(name, size):
             assert all(torch.isfinite(f).all() for f in feats)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODEL_PARAMS)
 def test_heads_shapes(name):
     x = torch.randn(2, 3, 61, 45)
     (h, w) = branch_sizes(61, 45)[0]

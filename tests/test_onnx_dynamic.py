@@ -46,7 +46,7 @@ def test_every_head_runs_at_any_size(head, tmp_path):
     assert info["outputs"] == ["output"]
 
 
-@pytest.mark.parametrize("out_indices", [(0, 1, 2, 3), (1, 3)])
+@pytest.mark.parametrize("out_indices", [(0, 1, 2, 3), pytest.param((1, 3), marks=pytest.mark.slow)])
 def test_backbone_every_out_index(out_indices, tmp_path):
     info = _check_dynamic(_small(None, out_indices=out_indices), tmp_path, RUN_SHAPES[::2])
     assert info["outputs"] == [f"features_{i}" for i in out_indices]

@@ -14,6 +14,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "reference.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hrformer_reference.json"
 REF = json.loads(FIXTURE.read_text())
 ARCHS = ["hrformer_t", "hrformer_s", "hrformer_b"]
+# Profiling takes seconds per case: HRFormer-T in the default suite, S and B in the slow one.
+PROFILED_ARCHS = ["hrformer_t"] + [pytest.param(a, marks=pytest.mark.slow) for a in ("hrformer_s", "hrformer_b")]
 
 MODEL_KINDS = {
     "classifier_with_imagenet_head": {},
@@ -30,7 +32,7 @@ def test_params_exact(arch, kind):
     assert count_params(model) == REF["params_exact"][kind][arch]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PROFILED_ARCHS)
 def test_classifier_macs_exact_with_breakdown(arch):
     p = profile(hrformer.create_model(arch), (224, 224))
     assert abs(p.macs / REF["macs_exact"]["classifier_224x224"][arch] - 1) < 1e-3
@@ -41,7 +43,7 @@ def test_classifier_macs_exact_with_breakdown(arch):
 
 
 @pytest.mark.parametrize("size", ["256x192", "384x288"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PROFILED_ARCHS)
 def test_pose_macs_exact(arch, size):
     expected = REF["macs_exact"][f"pose_{size}"].get(arch)
     if expected is None:
@@ -53,7 +55,7 @@ def test_pose_macs_exact(arch, size):
 
 
 @pytest.mark.parametrize("size", ["256x192", "384x288"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PROFILED_ARCHS)
 def test_paper_pose_gflops_within_2_percent(arch, size):
     published = REF["published_gflops"][f"pose_{size}"].get(arch)
     if published is None:

@@ -77,7 +77,8 @@ def test_weights_match_shared_generator():
 
 
 @pytest.mark.parametrize("kernels_on", [True, False], ids=["fast-path-on", "fast-path-off"])
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=pytest.mark.slow) if v.endswith("base") else v
+                                     for v in VARIANTS])
 def test_parity_of_the_fused_model(variant, kernels_on):
     """The inference fast path (BatchNorm folded, fused modules) with its private kernels on and off:
     every stored output of the smaller fixture size."""
