@@ -45,6 +45,7 @@ MIN_POINTWISE_CONV_OUTPUT = 1 << 16
 MIN_MACS = 8_000_000
 MIN_LINEAR_MACS = 16_000_000
 
+_AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
 _enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
 _verified: Dict[str, bool] = {}
 _state = threading.local()
@@ -66,7 +67,7 @@ def set_fast_path(enabled: bool) -> None:
 
 def fast_path_enabled() -> bool:
     """Whether fused models may use the oneDNN kernels (``HRFORMER_FAST_PATH``, :func:`set_fast_path`)."""
-    return _enabled and _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
+    return _enabled and _AVAILABLE
 
 
 def _plain_cpu_inference(x: torch.Tensor) -> bool:
@@ -86,7 +87,8 @@ def _plain_cpu_inference(x: torch.Tensor) -> bool:
 @contextlib.contextmanager
 def kernels_for(x: torch.Tensor) -> Iterator[None]:
     """Inside: the kernels may run, if the fast path is enabled and ``x`` (the model input) is a
-    finite plain CPU fp32 tensor in a pass without gradients."""
+    finite plain CPU fp32 tensor in a pass without gradients. Tracers and compilers never enter
+    (see :func:`tracing`)."""
     previous = getattr(_state, "active", False)
     _state.active = (
         fast_path_enabled() and not torch.is_grad_enabled() and _plain_cpu_inference(x) and bool(torch.isfinite(x).all())
@@ -95,6 +97,11 @@ def kernels_for(x: torch.Tensor) -> Iterator[None]:
         yield
     finally:
         _state.active = previous
+
+
+def tracing() -> bool:
+    """Whether TorchScript, ``torch.compile`` or ``torch.export`` is recording the ops."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def active(x: torch.Tensor) -> bool:
