@@ -61,12 +61,12 @@ def test_non_finite_input_reaches_the_output_in_every_mode(head, bad, head_kwarg
     fused = copy.deepcopy(model).fuse_for_inference()
     x = torch.randn(1, 3, 64, 48)
     x[0, :, 10, 10] = bad
-    runs = {"no_grad": lambda m: _outputs(m, x)}
+    def as_list(out):
+        return out if isinstance(out, list) else [out]
+
     with torch.inference_mode():
-        runs_inference = {name: [o.clone() for o in (m(x) if isinstance(m(x), list) else [m(x)])]
-                          for name, m in (("inference_mode", model), ("fused inference_mode", fused))}
-    results = {"eval": [model(x)] if head else model(x), "no_grad": runs["no_grad"](model),
-               "fused": runs["no_grad"](fused), **runs_inference}
+        inference = {"inference_mode": as_list(model(x)), "fused inference_mode": as_list(fused(x))}
+    results = {"eval": as_list(model(x)), "no_grad": _outputs(model, x), "fused": _outputs(fused, x), **inference}
     for mode, outs in results.items():
         assert all(not torch.isfinite(o).all() for o in outs), f"{mode}: a non-finite input gave finite outputs"
     # All-NaN image: every output value is NaN, fused or not.

@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 import torch
 
+from .draw import draw_pose, read_image
 from .factory import create_model
 from .keypoints import COCO_KEYPOINTS
 from .pose import DECODE_METHODS, keypoint_info, predict
@@ -58,22 +59,10 @@ def _load_model(name: str, weights: Any) -> torch.nn.Module:
     return model
 
 
-def _read_image(path: str) -> torch.Tensor:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise SystemExit("hrformer pose reads images with Pillow: pip install pillow") from None
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    w, h = rgb.size
-    # Without numpy: the raw RGB bytes as an (H, W, 3) uint8 tensor -> (3, H, W).
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the ``pose`` command; returns the exit status."""
     model = _load_model(args.model, args.weights).to(args.device)
-    image = _read_image(args.image)
+    image = read_image(args.image)
     boxes = torch.tensor(args.box, dtype=torch.float64)
     keypoints, scores = predict(
         model, image, boxes, input_size=tuple(args.input_size) if args.input_size else None,
@@ -93,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
         ],
     }
     if args.out:
-        from .draw import draw_pose
-
         skeleton: List = list(info.skeleton) if info is not None else []
         draw_pose(image, keypoints, scores, skeleton, score_threshold=args.score_threshold).save(args.out)
         print(f"wrote {args.out}")

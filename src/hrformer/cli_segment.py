@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .datasets import palette_for
+from .draw import read_image
 from .factory import create_model, from_original, from_pretrained
 from .segmentation import overlay, predict
 from .weights import detect_layout, read_checkpoint, unwrap_state_dict
@@ -69,14 +70,6 @@ def _pil():
     return Image
 
 
-def _read_image(path: str) -> torch.Tensor:
-    Image = _pil()
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
-    w, h = rgb.size
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
-
-
 def _save_rgb(image: torch.Tensor, path: str) -> None:
     Image = _pil()
     h, w = image.shape[-2:]
@@ -98,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``segment`` command; returns the exit status."""
     model = _load_model(args.model, args.weights).to(args.device)
     cfg: Any = getattr(model, "pretrained_cfg", None) or {}
-    image = _read_image(args.image)
+    image = read_image(args.image)
     scales: Sequence[float] = args.scales or ((cfg.get("test_scales") or (0.75, 1.0, 1.25))
                                               if args.multi_scale else (1.0,))
     _, labels = predict(model, image.to(args.device), scales=scales, flip=args.flip or args.multi_scale)

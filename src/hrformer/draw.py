@@ -16,6 +16,18 @@ PALETTE: Tuple[Tuple[int, int, int], ...] = (
 )
 
 
+def read_image(path: str) -> Tensor:
+    """An image file as a (3, H, W) uint8 RGB tensor (Pillow; no numpy)."""
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow is an optional extra, never a runtime dependency
+        raise SystemExit("reading images needs Pillow: pip install pillow") from None
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    w, h = rgb.size
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(h, w, 3).permute(2, 0, 1)
+
+
 def _to_pil(image: Any) -> "PILImage.Image":
     from PIL import Image
 

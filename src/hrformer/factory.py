@@ -76,16 +76,18 @@ def get_model_entry(name: str) -> ModelEntry:
     return _MODELS[arch]
 
 
+_SEMANTIC_FIELDS = ("rel_pos_bias", "upsample_mode", "multiscale_output", "mask_padding")
+
+
+def _shape(config: HRFormerConfig) -> Dict[str, Any]:
+    """The config without the original-code semantics: what the weights' shapes depend on."""
+    return {k: v for k, v in config.to_dict().items() if k not in _SEMANTIC_FIELDS}
+
+
 def find_architecture(config: HRFormerConfig) -> Optional[str]:
     """The registered name whose shape is ``config``'s (semantics aside), if any."""
-    shape = {k: v for k, v in config.to_dict().items() if k not in _SEMANTIC_FIELDS}
-    for name, entry in _MODELS.items():
-        if {k: v for k, v in entry.config.to_dict().items() if k not in _SEMANTIC_FIELDS} == shape:
-            return name
-    return None
-
-
-_SEMANTIC_FIELDS = ("rel_pos_bias", "upsample_mode", "multiscale_output", "mask_padding")
+    shape = _shape(config)
+    return next((name for name, entry in _MODELS.items() if _shape(entry.config) == shape), None)
 
 
 def list_models(pattern: Union[str, Sequence[str]] = "", pretrained: bool = False) -> List[str]:
@@ -124,7 +126,9 @@ def _build(
         # The head named (by the tag or the user) still sets the backbone's original-code defaults.
         given = sorted(k for k in kwargs if k in _HEAD_OUTPUT_ARGS)
         if given:
-            raise ValueError(f"create_model({name!r}): {', '.join(given)}: does not apply with features_only=True (no head)")
+            raise ValueError(
+                f"create_model({name!r}): {', '.join(given)}: does not apply with features_only=True (no head)"
+            )
         merged = {k: v for k, v in merged.items() if k not in _HEAD_OUTPUT_ARGS}
         merged["head"] = None
     if head_type is not None and head_defaults:

@@ -13,9 +13,6 @@ from .features import FeatureInfo
 from .heads import HEADS, Head
 from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
 
-_FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float64)
-
-
 class HRFormer(nn.Module):
     """High-Resolution Transformer.
 
@@ -161,7 +158,7 @@ class HRFormer(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
         weight = self.stem.conv1.conv.weight
-        if x.dtype != weight.dtype and x.dtype in _FLOAT_TYPES + (torch.float32,) and not _autocast_on(x):
+        if x.dtype != weight.dtype and not _autocast_on(x):
             raise TypeError(
                 f"input dtype {x.dtype} does not match the model's parameters ({weight.dtype}): convert the model "
                 f"(model.to({x.dtype})), the input (x.to({weight.dtype})), or run under torch.autocast"

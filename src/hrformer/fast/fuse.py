@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Type, TypeVar
+from typing import Any, Callable, Dict, Type, TypeVar
 
 import torch
 from torch import nn
@@ -43,6 +43,15 @@ def fold_batch_norm(module: ConvNormAct) -> None:
     module.bn = nn.Identity()
 
 
+def _with_kernels(x: torch.Tensor, run: Callable[[], Any]) -> Any:
+    """``run()`` with the kernels allowed for input ``x``; a traced or compiled graph holds the
+    public ops only, so tracers and compilers never enter the kernel context."""
+    if kernels.tracing():
+        return run()
+    with kernels.kernels_for(x):
+        return run()
+
+
 class FusedModel:
     """Mixed into the class of a fused model: runs the kernels for finite inputs only (NaN and Inf
     take the public ops, which propagate them), and refuses training."""
@@ -50,16 +59,10 @@ class FusedModel:
     is_fused = True
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if kernels.tracing():  # a traced or compiled graph holds the public ops only
-            return super().forward(x, *args, **kwargs)  # type: ignore[misc]
-        with kernels.kernels_for(x):
-            return super().forward(x, *args, **kwargs)  # type: ignore[misc]
+        return _with_kernels(x, lambda: super(FusedModel, self).forward(x, *args, **kwargs))
 
     def forward_features(self, x: torch.Tensor) -> Any:
-        if kernels.tracing():
-            return super().forward_features(x)  # type: ignore[misc]
-        with kernels.kernels_for(x):
-            return super().forward_features(x)  # type: ignore[misc]
+        return _with_kernels(x, lambda: super(FusedModel, self).forward_features(x))
 
     def train(self, mode: bool = True):
         if mode:

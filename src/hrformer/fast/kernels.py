@@ -90,8 +90,11 @@ def kernels_for(x: torch.Tensor) -> Iterator[None]:
     finite plain CPU fp32 tensor in a pass without gradients. Tracers and compilers never enter
     (see :func:`tracing`)."""
     previous = getattr(_state, "active", False)
-    _state.active = (
-        fast_path_enabled() and not torch.is_grad_enabled() and _plain_cpu_inference(x) and bool(torch.isfinite(x).all())
+    # Nested (forward -> forward_features, same input): the outer decision stands, no second pass
+    # over the input.
+    _state.active = previous or (
+        fast_path_enabled() and not torch.is_grad_enabled() and _plain_cpu_inference(x)
+        and bool(torch.isfinite(x).all())
     )
     try:
         yield

@@ -38,7 +38,9 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.track_running_stats:
             if x.shape[0] * x.shape[2] * x.shape[3] == 1:
-                return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+                return F.batch_norm(
+                    x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+                )
             if getattr(_state, "frozen", False):
                 # The same kernel as the first pass (checkpointing compares what both save), its
                 # running-statistics update undone.
