@@ -45,7 +45,7 @@ import pytest  # noqa: E402
 
 import hrformer  # noqa: E402
 from hrformer.factory import build_model  # noqa: E402
-from hrformer.profile import count_params, paper_pose_gflops, profile  # noqa: E402
+from hrformer.profiling import count_params, paper_pose_gflops, profile  # noqa: E402
 from hrformer.published import MEASURED  # noqa: E402
 
 # Measured on the original code (../shared/reference/hrformer_reference.json: params_exact,

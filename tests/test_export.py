@@ -11,7 +11,7 @@ import torch
 import hrformer
 from hrformer.config import HRFORMER_T
 from hrformer.heads import HEADS
-from hrformer.profile import profile
+from hrformer.profiling import profile
 
 # Every building block once (one module per stage, one block per branch): tracing and exporting the
 # full HRFormer-T costs 3-4x the time and exercises nothing more.

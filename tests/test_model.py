@@ -10,7 +10,7 @@ import torch
 
 import hrformer
 from hrformer.weights import CheckpointLayoutError
-from hrformer.profile import count_params
+from hrformer.profiling import count_params
 
 MODELS = hrformer.list_models()
 # The HRFormer-B family (50M parameters) runs in the slow suite, T and S in the default one.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import hrformer
-from hrformer.profile import count_params, paper_pose_gflops, profile
+from hrformer.profiling import count_params, paper_pose_gflops, profile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hrformer_reference.json"

@@ -15,7 +15,7 @@ import hrformer
 from hrformer.cli import main as cli_main
 from hrformer.datasets import DATASETS
 from hrformer.factory import find_architecture, get_model_entry
-from hrformer.profile import count_params, profile
+from hrformer.profiling import count_params, profile
 from hrformer.published import OCR_MEASURED
 from hrformer.segmentation import predict, preprocess
 from hrformer.weights import CheckpointLayoutError, convert_original, detect_layout, unwrap_state_dict

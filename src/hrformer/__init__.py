@@ -13,7 +13,7 @@ from .factory import (
 from .export import export_onnx
 from .fast import fuse_for_inference, set_fast_path
 from .model import HRFormer
-from .profile import Profile, profile
+from .profiling import Profile, profile
 from .weights import (
     CheckpointError,
     CheckpointLayoutError,

@@ -21,7 +21,7 @@ from .factory import (
     save_pretrained,
     split_model_name,
 )
-from .profile import profile
+from .profiling import profile
 from .published import MEASURED, OCR_MEASURED, PUBLISHED  # constants: `hrformer info` without names profiles nothing
 from .weights import CheckpointError, detect_layout, get_pretrained_cfg, read_checkpoint, unwrap_state_dict
 

@@ -1,9 +1,9 @@
 """The numbers ``hrformer info`` prints without building or profiling anything.
 
 ``PUBLISHED``: the HRFormer paper (NeurIPS 2021: Table 2 models, Tables 3 and 5). ``MEASURED``: this
-package's exact counts for the registered T/S/B models, as :func:`hrformer.profile.count_params`,
-:func:`hrformer.profile.profile` (classifier at 224x224) and
-:func:`hrformer.profile.paper_pose_gflops` (pose model, in MACs) give them; they equal the original
+package's exact counts for the registered T/S/B models, as :func:`hrformer.profiling.count_params`,
+:func:`hrformer.profiling.profile` (classifier at 224x224) and
+:func:`hrformer.profiling.paper_pose_gflops` (pose model, in MACs) give them; they equal the original
 code's (``../shared/reference/hrformer_reference.json``). ``tests/test_cli_info.py`` profiles the
 models and checks every value (T in the default suite, S and B in the slow one).
 
