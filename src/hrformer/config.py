@@ -7,6 +7,19 @@ from typing import Any, Dict, Tuple
 
 BLOCK_TYPES = ("transformer", "basic")
 UPSAMPLE_MODES = ("nearest", "bilinear")
+_TUPLE_FIELDS = ("channels", "heads", "modules")
+_BOOL_FIELDS = ("ffn_dw", "shift_windows", "rel_pos_bias", "multiscale_output", "mask_padding")
+_CHOICE_FIELDS = {"block": BLOCK_TYPES, "upsample_mode": UPSAMPLE_MODES}
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool (``True`` is an ``int`` to Python, never a count to us)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ConfigError(ValueError):
@@ -53,22 +66,25 @@ class HRFormerConfig:
         def fail(field_name: str, message: str) -> None:
             raise ConfigError(f"{field_name}: {message}, got {getattr(self, field_name)!r}")
 
-        if self.block not in BLOCK_TYPES:
-            fail("block", f"must be one of {BLOCK_TYPES}")
-        if self.upsample_mode not in UPSAMPLE_MODES:
-            fail("upsample_mode", f"must be one of {UPSAMPLE_MODES}")
-        for name in ("channels", "heads", "modules"):
+        # Types first: a string "false" is truthy and "4" > 0 raises a bare TypeError further on.
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "must be True or False (a bool, not a string or number)")
+        for name in _CHOICE_FIELDS:
+            if getattr(self, name) not in _CHOICE_FIELDS[name]:
+                fail(name, f"must be one of {_CHOICE_FIELDS[name]}")
+        for name in _TUPLE_FIELDS:
             value = getattr(self, name)
-            if len(value) != 4 or not all(isinstance(v, int) and v > 0 for v in value):
+            if not isinstance(value, tuple) or len(value) != 4 or not all(is_int(v) and v > 0 for v in value):
                 fail(name, "needs 4 positive integers (branches / stages)")
         for c, h in zip(self.channels, self.heads):
             if c % h:
                 fail("heads", f"channels {c} not divisible by heads {h}")
         for name in ("blocks", "window_size", "stem_width", "stage1_blocks"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+            if not is_int(getattr(self, name)) or getattr(self, name) <= 0:
                 fail(name, "must be a positive integer")
-        if not self.mlp_ratio > 0:
-            fail("mlp_ratio", "must be > 0")
+        if not is_number(self.mlp_ratio) or not self.mlp_ratio > 0:
+            fail("mlp_ratio", "must be a number > 0")
         if self.shift_windows and self.window_size < 2:
             fail("window_size", "shifted windows need a window of at least 2")
 
@@ -89,10 +105,11 @@ class HRFormerConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown architecture field(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
-        for key in ("channels", "heads", "modules"):
+        for key in _TUPLE_FIELDS:
             if key not in d:
                 raise ConfigError(f"{source}: missing architecture field {key!r}")
-            d[key] = tuple(d[key])
+            if isinstance(d[key], list):
+                d[key] = tuple(d[key])
         try:
             return cls(**d)
         except ConfigError as e:
@@ -102,6 +119,9 @@ class HRFormerConfig:
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
             raise ConfigError(f"unknown architecture field(s) {unknown}")
+        for key in _TUPLE_FIELDS:
+            if isinstance(changes.get(key), list):
+                changes[key] = tuple(changes[key])
         return replace(self, **changes)
 
 

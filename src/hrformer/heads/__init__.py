@@ -1,6 +1,6 @@
 """Task heads on top of the HRFormer backbone, by name (``create_model(head=...)``)."""
 
-from typing import Dict, Type
+from typing import Dict, Optional, Tuple, Type
 
 from .base import Head
 from .classification import ClassificationHead
@@ -10,4 +10,25 @@ from .segmentation import SegmentationHead
 
 HEADS: Dict[str, Type[Head]] = {h.task: h for h in (ClassificationHead, PoseHead, SegmentationHead, OCRHead)}
 
-__all__ = ["HEADS", "ClassificationHead", "Head", "OCRHead", "PoseHead", "SegmentationHead"]
+
+
+def resolve_head(
+    head: Optional[str], num_classes: Optional[int] = None, num_keypoints: Optional[int] = None
+) -> Tuple[Optional[Type[Head]], int]:
+    """The head class named ``head`` (``None``: no head) and its number of outputs; the output
+    argument it does not take (``num_classes`` for ``"pose"``...) is an error, never ignored."""
+    if head is not None and head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)} or None, got {head!r}")
+    head_type = HEADS[head] if head is not None else None
+    given = {"num_classes": num_classes, "num_keypoints": num_keypoints}
+    for arg, value in given.items():
+        if value is not None and (head_type is None or arg != head_type.output_arg):
+            owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
+            raise ValueError(f"{arg}={value!r} does not apply to {owner}")
+    if head_type is None:
+        return None, 0
+    value = given[head_type.output_arg]
+    return head_type, head_type.default_outputs if value is None else head_type.check_outputs(value)
+
+
+__all__ = ["HEADS", "resolve_head", "ClassificationHead", "Head", "OCRHead", "PoseHead", "SegmentationHead"]

@@ -16,7 +16,8 @@ class Head(nn.Module):
     - ``task``: its name in ``create_model(head=...)``; ``pipeline_tag`` its Hugging Face task;
       ``default_input_size`` (H, W) the input its original models were trained at;
     - ``output_arg``: the constructor argument that sets its number of outputs (``num_classes`` or
-      ``num_keypoints``) and ``default_outputs``;
+      ``num_keypoints``), ``default_outputs`` and ``min_outputs`` (0 only where zero outputs mean
+      something: the classifier's pooled features);
     - ``classifier_name``: the attribute holding its last layer (what ``reset`` replaces);
     - ``maps_needed``: how many backbone maps it reads (1: the stride-4 map only);
     - ``config_defaults``: the backbone options its original code used, applied by ``create_model``
@@ -33,6 +34,7 @@ class Head(nn.Module):
     default_input_size: ClassVar[Tuple[int, int]] = (224, 224)
     output_arg: ClassVar[str] = "num_classes"
     default_outputs: ClassVar[int] = 1000
+    min_outputs: ClassVar[int] = 1
     classifier_name: ClassVar[str]
     maps_needed: ClassVar[int] = 4
     has_dropout: ClassVar[bool] = True
@@ -40,6 +42,15 @@ class Head(nn.Module):
     needs_output_size: ClassVar[bool] = False
 
     num_outputs: int
+
+    @classmethod
+    def check_outputs(cls, value: Any) -> int:
+        """``value`` as this head's number of outputs, or a ValueError naming ``output_arg``."""
+        if not isinstance(value, int) or isinstance(value, bool) or value < cls.min_outputs:
+            what = "a non-negative" if cls.min_outputs == 0 else "a positive"
+            why = "" if cls.min_outputs == 0 else f" (head={cls.task!r} needs at least one output map)"
+            raise ValueError(f"{cls.output_arg} must be {what} integer{why}, got {value!r}")
+        return value
 
     def get_classifier(self) -> nn.Module:
         return getattr(self, self.classifier_name)
@@ -50,6 +61,7 @@ class Head(nn.Module):
 
     def reset(self, num_outputs: int) -> None:
         """Replace the last layer by a freshly initialised one with ``num_outputs`` outputs."""
+        num_outputs = self.check_outputs(num_outputs)
         setattr(self, self.classifier_name, self.new_classifier(num_outputs))
         self.num_outputs = num_outputs
 

@@ -27,6 +27,7 @@ class ClassificationHead(Head):
     pipeline_tag = "image-classification"
     default_input_size = (224, 224)
     classifier_name = "fc"
+    min_outputs = 0
     config_defaults = {"upsample_mode": "nearest", "multiscale_output": True}
 
     def __init__(
