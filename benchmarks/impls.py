@@ -18,7 +18,8 @@ from torch import nn
 import hrformer
 
 Builder = Callable[[str], nn.Module]
-MODES = ("eager", "fused", "compiled", "fused+compiled", "ort")
+MODES = ("eager", "fused", "compiled", "fused+compiled", "fused-bf16", "fused-bf16+compiled", "ort", "openvino",
+         "openvino-bf16")
 
 
 def ours(name: str) -> nn.Module:
@@ -45,10 +46,13 @@ def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
     model = model.eval()
     if mode == "ort":
         return OrtModel(model)
+    if mode.startswith("openvino"):
+        return OpenVinoModel(model, bf16=mode == "openvino-bf16")
     if "fused" in mode:
         if not hasattr(model, "fuse_for_inference"):
             raise ValueError(f"{type(model).__name__} has no fuse_for_inference()")
-        model = model.fuse_for_inference()
+        # fused-bf16: BatchNorm folded in fp32, weights cast to bf16, fp32 in and out.
+        model = model.fuse_for_inference(dtype=torch.bfloat16 if "bf16" in mode else None)
     if "compiled" in mode:
         # Freezing lets inductor treat the weights as constants (BatchNorm folding, prepacked
         # oneDNN weights, convolution + activation fusion) for calls without autograd. It must be
@@ -89,3 +93,39 @@ class OrtModel:
     def __call__(self, x: torch.Tensor):
         outs = self.session.run(None, {self.input_name: x.numpy()})
         return [torch.from_numpy(o) for o in outs]
+
+
+class OpenVinoModel:
+    """OpenVINO (CPU plugin) on this package's dynamic export, ``torch.get_num_threads()`` threads,
+    latency hint. ``bf16=False`` pins fp32 inference precision (OpenVINO's default on CPUs with
+    AMX / AVX512-BF16 is bf16); ``bf16=True`` asks for bf16, which OpenVINO only honours on those
+    CPUs (elsewhere it runs fp32). Called like the model: (B, 3, H, W) -> list of output tensors."""
+
+    def __init__(self, model: nn.Module, input_size=(256, 192), bf16: bool = False) -> None:
+        import os
+        import tempfile
+
+        try:
+            import openvino as ov
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("the openvino modes need OpenVINO: pip install 'hrformer[openvino]'") from e
+
+        self._dir = tempfile.TemporaryDirectory()
+        path = os.path.join(self._dir.name, "model.onnx")
+        hrformer.export_onnx(model, path, input_size=input_size)
+        config = {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+        }
+        self.compiled = ov.Core().compile_model(path, "CPU", config)
+        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.request = self.compiled.create_infer_request()
+
+    def eval(self) -> "OpenVinoModel":
+        return self
+
+    def __call__(self, x: torch.Tensor):
+        self.request.infer([x.numpy()])
+        return [torch.from_numpy(self.request.get_output_tensor(i).data.copy())
+                for i in range(len(self.compiled.outputs))]

@@ -61,7 +61,7 @@ def _explicit_pays(q: torch.Tensor) -> bool:
 
 class FusedWindowAttention(LocalWindowAttention):
     """Window attention with the relative position bias gathered once (``fused_bias``, not saved)
-    and, on the CPU, the explicit softmax where it beats the flash kernel."""
+    and, on the CPU with the fast path on, the explicit softmax where it beats the flash kernel."""
 
     fused_bias: Optional[torch.Tensor]
 
@@ -75,7 +75,8 @@ class FusedWindowAttention(LocalWindowAttention):
     def attend(
         self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
     ) -> torch.Tensor:
-        if self.training or not _explicit_pays(q):
+        # The switch (HRFORMER_FAST_PATH=0, set_fast_path(False)) sends it through the reference path too.
+        if self.training or not kernels.fast_path_enabled() or not _explicit_pays(q):
             return super().attend(q, key, v, mask)
         attn = torch.matmul(q, key.transpose(-2, -1)).mul_(self.head_dim**-0.5)
         if mask is not None:

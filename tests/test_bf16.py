@@ -1,0 +1,93 @@
+"""bf16 inference: ``fuse_for_inference(dtype=torch.bfloat16)`` folds BatchNorm in fp32, casts the
+weights, takes fp32 images and returns fp32 outputs within 3e-2 of the fp32 model for every head,
+keeps NaN/Inf, and warns (with the reason) on CPUs without native bf16."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from hrformer import HRFormer
+from hrformer.fast import cpu
+from hrformer.heads import HEADS
+from parity import SMALL
+
+X = torch.randn(1, 3, 40, 32, generator=torch.Generator().manual_seed(0))
+TOL = 3e-2  # bf16 keeps 8 bits of mantissa; errors add up over ~20 layers
+
+
+def _as_list(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+# Fusing in bf16 warns on CPUs without native bf16; that warning is tested below.
+quiet_bf16 = pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+
+
+@pytest.mark.parametrize("head, kwargs", [
+    ("classification", {}), ("pose", {}), ("segmentation", {}), ("ocr", {"return_aux": True}), (None, {}),
+])
+@quiet_bf16
+def test_bf16_outputs_are_fp32_and_close_for_every_head(head, kwargs, randomise_bn):
+    torch.manual_seed(0)
+    n = {HEADS[head].output_arg: 5} if head else {}
+    model = randomise_bn(HRFormer(SMALL, head=head, **n).eval())
+    fused = copy.deepcopy(model).fuse_for_inference(dtype=torch.bfloat16)
+    assert next(fused.parameters()).dtype == torch.bfloat16 and fused.is_fused
+    with torch.no_grad():
+        ref, out = _as_list(model(X, **kwargs)), _as_list(fused(X, **kwargs))
+        feats = fused.forward_features(X)
+    assert len(out) == len(ref) and len(feats) == 4
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert (a - b).abs().max() <= TOL * b.abs().max()
+    assert all(f.dtype == torch.float32 for f in feats)
+    if head is not None:  # the head alone also takes fp32 maps
+        with torch.no_grad():
+            head_out = _as_list(fused.forward_head(feats, **kwargs, **({"output_size": X.shape[-2:]}
+                                                                       if fused.head.needs_output_size else {})))
+        assert all(h.dtype == torch.float32 for h in head_out)
+
+
+@quiet_bf16
+def test_bf16_keeps_nan_and_inf():
+    torch.manual_seed(0)
+    fused = HRFormer(SMALL, head="pose").eval().fuse_for_inference(dtype=torch.bfloat16)
+    x = X.clone()
+    x[0, :, 10, 10] = float("inf")
+    with torch.no_grad():
+        assert not torch.isfinite(fused(x)).all()
+        assert torch.isnan(fused(torch.full_like(X, float("nan")))).all()
+
+
+@pytest.mark.parametrize("flags, native", [
+    ({"avx2", "fma"}, False),  # AVX2-only AMD EPYC
+    ({"avx2", "avx512f", "avx512bw", "avx512_vnni"}, False),  # AVX-512 without bf16 (Ice Lake)
+    ({"avx2", "avx512f", "avx512_bf16"}, True),  # Cooper Lake, Zen 4
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, True),  # Sapphire Rapids
+])
+def test_native_bf16_from_cpu_flags(flags, native, monkeypatch):
+    assert cpu.native_bf16(flags) is native
+    info = cpu.machine_info(flags)
+    assert info["native_bf16"] is native and info["avx2"] and info["cpu_count"] >= 1
+    assert info["machine_kind"] == ("amx" if "amx_bf16" in flags else "avx512_bf16" if native
+                                    else "avx512" if "avx512f" in flags else "avx2")
+    # The warning follows the flags: on a CPU without native bf16 it says why bf16 will be slower.
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HRFormer(SMALL, head=None).eval().fuse_for_inference(dtype=torch.bfloat16)
+    messages = [str(w.message) for w in caught if "bf16" in str(w.message)]
+    if native:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and "AMX" in messages[0] and "slower" in messages[0]
+
+
+def test_dtype_is_checked():
+    model = HRFormer(SMALL, head=None)
+    with pytest.raises(ValueError, match="torch.bfloat16"):
+        model.fuse_for_inference(dtype=torch.float16)

@@ -1,0 +1,128 @@
+"""Fused models are ordinary picklable objects (``pickle``, ``copy.deepcopy``, ``torch.save(model)``,
+DataLoader workers started with spawn) that reload as fused models with the same outputs; the
+fast-path switch also sends the fused window attention through the reference attention."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from hrformer import HRFormer
+from hrformer.fast import kernels
+from hrformer.fast.modules import FusedWindowAttention
+from hrformer.layers import LocalWindowAttention
+from parity import SMALL, outputs
+
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module", params=[None, torch.bfloat16], ids=["fp32", "bf16"])
+def fused(request):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # bf16 on a CPU without it: tests/test_bf16.py
+        return HRFormer(SMALL, head="pose").eval().fuse_for_inference(dtype=request.param)
+
+
+def _torch_save_load(model):
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+@pytest.mark.parametrize("roundtrip", [
+    lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy, _torch_save_load,
+], ids=["pickle", "deepcopy", "torch.save"])
+def test_fused_model_round_trips_to_the_same_outputs(fused, roundtrip):
+    loaded = roundtrip(fused)
+    assert type(loaded) is type(fused) and type(loaded).__name__ == "FusedHRFormer" and loaded.is_fused
+    assert loaded.casts_io == fused.casts_io and next(loaded.parameters()).dtype == next(fused.parameters()).dtype
+    for a, b in zip(outputs(fused, X), outputs(loaded, X)):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        loaded.train()
+
+
+def test_a_deep_copy_is_independent(fused):
+    clone = copy.deepcopy(fused)
+    with torch.no_grad():
+        next(clone.parameters()).add_(1)
+    assert not torch.equal(next(clone.parameters()), next(fused.parameters()))
+
+
+class _Images(torch.utils.data.Dataset):
+    """Runs the model in the worker: the dataset (and the fused model in it) is pickled to it."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        with torch.no_grad():
+            return self.model(X[i : i + 1])[0]
+
+
+@pytest.mark.slow  # starts a spawned worker process (~5-10 s)
+def test_fused_model_in_a_spawned_dataloader_worker():
+    torch.manual_seed(0)
+    model = HRFormer(SMALL, head="pose").eval().fuse_for_inference()
+    loader = torch.utils.data.DataLoader(_Images(model), batch_size=2, num_workers=1,
+                                         multiprocessing_context="spawn")
+    (batch,) = list(loader)
+    assert torch.allclose(batch, outputs(model, X)[0], rtol=0, atol=1e-6)
+
+
+@pytest.fixture
+def switch():
+    previous = kernels._enabled
+    yield kernels.set_fast_path
+    kernels.set_fast_path(previous)
+
+
+def test_switch_sends_fused_attention_through_the_reference_path(fused, switch, monkeypatch):
+    calls = []
+    reference_attend = LocalWindowAttention.attend
+
+    def spy(self, *args):
+        calls.append(type(self))
+        return reference_attend(self, *args)
+
+    monkeypatch.setattr(LocalWindowAttention, "attend", spy)
+    attentions = sum(isinstance(m, FusedWindowAttention) for m in fused.modules())
+    switch(False)
+    off = outputs(fused, X)
+    assert calls == [FusedWindowAttention] * attentions  # every window attention, reference path
+    calls.clear()
+    switch(True)
+    on = outputs(fused, X)
+    if kernels.fast_path_enabled():  # oneDNN present: the explicit softmax instead
+        assert calls == []
+    tol = 3e-2 if fused.casts_io else 1e-5
+    for a, b in zip(on, off):
+        assert (a - b).abs().max() <= tol * b.abs().max()
+
+
+def test_environment_switch_reaches_the_fused_attention(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VAR, "0")
+    importlib.reload(kernels)
+    try:
+        torch.manual_seed(0)
+        model = HRFormer(SMALL, head=None).eval().fuse_for_inference()
+        attention = next(m for m in model.modules() if isinstance(m, FusedWindowAttention))
+        called = []
+        monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: called.append(1) or torch.zeros(0))
+        q = torch.randn(4, 1, 49, 18)
+        attention.attend(q, q, q, None)
+        assert called == [1]
+    finally:
+        monkeypatch.undo()
+        importlib.reload(kernels)
