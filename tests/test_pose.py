@@ -3,7 +3,6 @@ over keypoints and all) and against OpenCV's warpAffine / GaussianBlur where cv2
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -13,8 +12,18 @@ import torch
 from torch import nn
 
 import hrformer
-from hrformer import cli_pose, pose
+from hrformer import pose
 from hrformer.keypoints import COCO_KEYPOINTS, KeypointInfo
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny networks run thousands of small ops: on a loaded 2-core machine OpenMP's thread hand-offs
+    # cost 100x what they give (seconds instead of hundredths), so this module runs on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 # --------------------------------------------------------------------------- numpy restatement of mmpose
 
@@ -422,22 +431,25 @@ def test_dark_and_udp_recover_subpixel_gaussians():
 
 
 class DotModel(nn.Module):
-    """A stand-in pose network: keypoint c is the bright Gaussian dot in colour channel c of the crop.
+    """A stand-in pose network: keypoint c is the bright Gaussian dot in input channel c of the crop.
 
     It undoes the normalisation, finds each channel's intensity centroid (crop pixels) and renders
     an exact Gaussian there on the stride-4 heatmap grid of the given codec.
     """
 
-    def __init__(self, codec: str = "msra", mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3)) -> None:
+    head_type = "pose"
+
+    def __init__(self, codec: str = "msra", mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3), channel_order="RGB") -> None:
         super().__init__()
         self.codec = codec
         self.weight = nn.Parameter(torch.zeros(1))  # gives predict a device and dtype
         # 32x24 heatmaps: big enough that the DARK blur's zero padding does not bend the Gaussians
-        self.pretrained_cfg = {"input_size": (3, 128, 96), "mean": mean, "std": std}
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.pretrained_cfg = {"input_size": (3, 128, 96), "mean": mean, "std": std, "channel_order": channel_order}
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.num_keypoints = 3
         self.calls = 0
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -458,54 +470,223 @@ class DotModel(nn.Module):
         return torch.exp(-d2 / (2 * 2.0 ** 2))
 
 
-def dot_image(dots, h: int = 120, w: int = 100, sigma: float = 2.5, dtype=torch.float32) -> torch.Tensor:
-    """(3, h, w) black image with one Gaussian dot per channel at the (x, y) in ``dots``."""
-    return torch.from_numpy(gaussian_maps(h, w, dots, sigma=sigma, peak=250.0)).to(dtype)
+DOTS = [(33.3, 45.7), (50.6, 72.2), (41.1, 58.9)]
+BOX = [[20.0, 30, 65, 90]]
+
+
+def dot_image(dots=DOTS, h: int = 120, w: int = 100, sigma: float = 2.5, peak: float = 250 / 255) -> torch.Tensor:
+    """(3, h, w) black float image in [0, 1] with one Gaussian dot per channel at the (x, y) in ``dots``."""
+    return torch.from_numpy(gaussian_maps(h, w, dots, sigma=sigma, peak=peak)).float()
 
 
 @pytest.mark.parametrize("codec,method,flip",
                          [("msra", "dark", False), ("msra", "dark", True), ("udp", "udp", False), ("udp", "udp", True)])
 def test_predict_recovers_dots(codec, method, flip):
     # every dot at least 3 heatmap pixels inside every crop, where the heatmaps are whole Gaussians
-    dots = [(33.3, 45.7), (50.6, 72.2), (41.1, 58.9)]
-    image = dot_image(dots)
+    image = dot_image()
     # inside the image, partly outside it (left/top), one widened by the aspect fix
     boxes = torch.tensor([[20.0, 30, 65, 90], [-10, -5, 70, 95], [25, 35, 60, 82]])
-    model = DotModel(codec).train()
-    keypoints, scores = pose.predict(model, image, boxes, flip_test=flip, method=method, batch_size=2,
-                                     flip_indices=[0, 1, 2])
-    assert model.training  # mode restored
+    model = DotModel(codec)
+    result = pose.predict(model, image, boxes, flip=flip, method=method, batch_size=2, flip_indices=[0, 1, 2])
+    assert not model.training  # mode untouched
     assert model.calls == (4 if flip else 2)  # batches of 2, and the flipped crops
-    assert keypoints.shape == (3, 3, 2) and scores.shape == (3, 3)
-    expected = torch.tensor(dots).expand(3, 3, 2).clone()
+    assert result.keypoints.shape == (3, 3, 2) and result.scores.shape == (3, 3)
+    assert torch.equal(result.boxes, boxes) and result.box_scores is None and len(result) == 3
+    expected = torch.tensor(DOTS).expand(3, 3, 2).clone()
     if flip and codec == "msra":
         # mmpose's flip test is biased for MSRA heatmaps: the flipped crop's heatmap, flipped back and
         # shifted one pixel, peaks 1/4 heatmap pixel right of the plain one, so the average 1/8 right.
         scale = pose.box_to_center_scale(boxes, 96 / 128)[1]
         expected[..., 0] += (0.125 * scale[:, 0] / 24).unsqueeze(-1)
-    err = (keypoints - expected).abs().max().item()
+    err = (result.keypoints - expected).abs().max().item()
     assert err < 0.05, err
-    assert scores.min() > 0.9
+    assert result.scores.min() > 0.9
 
 
 def test_predict_msra_and_uint8_defaults():
-    dots = [(33.3, 45.7), (50.6, 72.2), (41.1, 58.9)]
-    image = dot_image(dots).round().to(torch.uint8)
+    image = (dot_image() * 255).round().to(torch.uint8)
     model = DotModel("msra")
-    keypoints, _ = pose.predict(model, image, torch.tensor([[20.0, 30, 65, 90]]), flip_test=False)
+    keypoints = pose.predict(model, image, torch.tensor(BOX), flip=False).keypoints
     # argmax + quarter shift: within a quarter heatmap pixel (1 input pixel, * box / input size)
-    scale = pose.box_to_center_scale(torch.tensor([[20.0, 30, 65, 90]]), 96 / 128)[1][0]
-    assert ((keypoints[0] - torch.tensor(dots)).abs() <= 0.25 * scale / torch.tensor([24.0, 32.0]) + 0.05).all()
+    scale = pose.box_to_center_scale(torch.tensor(BOX), 96 / 128)[1][0]
+    assert ((keypoints[0] - torch.tensor(DOTS)).abs() <= 0.25 * scale / torch.tensor([24.0, 32.0]) + 0.05).all()
     # no pretrained_cfg: 256x192 input, ImageNet statistics; flip test on a 3-keypoint model needs indices
     del model.pretrained_cfg
-    model.mean.copy_(torch.tensor(pose.IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
-    model.std.copy_(torch.tensor(pose.IMAGENET_STD).view(1, 3, 1, 1) * 255)
-    with pytest.raises(ValueError, match="flip_indices"):
-        pose.predict(model, image, torch.tensor([[20.0, 30, 65, 90]]))
-    keypoints, _ = pose.predict(model, image, [[20.0, 30, 65, 90]], flip_test=False, method="dark")
-    assert (keypoints[0] - torch.tensor(dots)).abs().max() < 0.15
-    keypoints, scores = pose.predict(model, image, torch.zeros(0, 4))
-    assert keypoints.shape == (0, 3, 2) and scores.shape == (0, 3)
+    model.mean.copy_(torch.tensor(pose.IMAGENET_MEAN).view(1, 3, 1, 1))
+    model.std.copy_(torch.tensor(pose.IMAGENET_STD).view(1, 3, 1, 1))
+    with pytest.raises(ValueError, match="flip_indices=.*flip=False"):
+        pose.predict(model, image, torch.tensor(BOX))
+    result = pose.predict(model, image, BOX, flip=False, method="dark")
+    assert (result.keypoints[0] - torch.tensor(DOTS)).abs().max() < 0.15
+    assert result.keypoint_names is None and result.skeleton == ()
+    empty = pose.predict(model, image, torch.zeros(0, 4))
+    assert empty.keypoints.shape == (0, 3, 2) and empty.scores.shape == (0, 3) and empty.boxes.shape == (0, 4)
+
+
+# --------------------------------------------------------------------------- the input contract, boxes, results
+
+
+def test_predict_takes_every_image_form_alike(tmp_path):
+    """The same picture as a float / uint8 tensor, numpy RGB / BGR (cv2), PIL and a file: the same keypoints."""
+    pil = pytest.importorskip("PIL.Image")
+    model = DotModel("msra")
+    image = dot_image()
+    u8 = (image * 255).round().to(torch.uint8)
+    hwc = u8.permute(1, 2, 0).numpy()
+    pil.fromarray(hwc).save(tmp_path / "dots.png")
+    reference = pose.predict(model, u8.float() / 255, BOX, flip=False).keypoints
+    forms = {"uint8 tensor": (u8, "RGB"), "numpy RGB": (hwc, "RGB"), "numpy BGR": (hwc[..., ::-1], "BGR"),
+             "PIL": (pil.fromarray(hwc), "RGB"), "path": (str(tmp_path / "dots.png"), "RGB")}
+    for name, (form, order) in forms.items():
+        keypoints = pose.predict(model, form, BOX, flip=False, channel_order=order).keypoints
+        torch.testing.assert_close(keypoints, reference, atol=1e-4, rtol=0, msg=name)
+    # the old contract's [0, 255] floats are refused, not mis-read
+    with pytest.raises(ValueError, match="divide by 255"):
+        pose.predict(model, u8.float(), BOX)
+    # BGR taken as RGB would swap keypoints 0 and 2: the dots sit 20-30 px apart
+    swapped = pose.predict(model, hwc[..., ::-1].copy(), BOX, flip=False).keypoints
+    assert (swapped[0, 0] - reference[0, 2]).abs().max() < 1e-3
+
+
+def test_bgr_model_gets_bgr_input():
+    # a cfg with channel_order "BGR" wants the network input in BGR: channel 0 is then the blue dot
+    model = DotModel("msra", channel_order="BGR")
+    rgb = pose.predict(DotModel("msra"), dot_image(), BOX, flip=False).keypoints
+    bgr = pose.predict(model, dot_image(), BOX, flip=False).keypoints
+    torch.testing.assert_close(bgr, rgb.flip(1))
+
+
+def test_boxes_forms_scores_and_formats():
+    model = DotModel("msra")
+    image = dot_image()
+    xyxy = np.array([[20.0, 30, 65, 90], [25, 35, 60, 82]])
+    scores = np.array([0.9, 0.4])
+    reference = pose.predict(model, image, torch.from_numpy(xyxy), flip=False)
+    with_scores = np.concatenate([xyxy, scores[:, None]], axis=1)  # (N, 5) detector output
+    for boxes in (with_scores, with_scores.tolist(), torch.from_numpy(with_scores)):
+        result = pose.predict(model, image, boxes, flip=False)
+        assert len(result) == 2  # (2, 5) once became 3 garbage boxes
+        torch.testing.assert_close(result.keypoints, reference.keypoints)
+        torch.testing.assert_close(result.box_scores, torch.tensor([0.9, 0.4]))
+    xywh = xyxy.copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    coco = pose.predict(model, image, xywh, bbox_format="xywh", flip=False)
+    torch.testing.assert_close(coco.keypoints, reference.keypoints)
+    torch.testing.assert_close(coco.boxes, reference.boxes)
+    # no boxes: the whole image as one box, as mmpose's inference_topdown
+    whole = pose.predict(model, image, flip=False)
+    torch.testing.assert_close(whole.boxes, torch.tensor([[0.0, 0.0, 100.0, 120.0]]))
+    one = pose.predict(model, image, [0, 0, 100, 120], flip=False)  # one flat box
+    torch.testing.assert_close(one.keypoints, whole.keypoints)
+
+
+def test_batches_of_images_and_box_sets():
+    model = DotModel("msra")
+    image = dot_image()
+    other = dot_image([(20.0, 20.0), (30.0, 40.0), (25.0, 30.0)], h=60, w=50)
+    results = pose.predict(model, [image, other], [BOX, None], flip=False)
+    assert isinstance(results, list) and len(results) == 2
+    torch.testing.assert_close(results[0].keypoints, pose.predict(model, image, BOX, flip=False).keypoints)
+    torch.testing.assert_close(results[1].keypoints, pose.predict(model, other, None, flip=False).keypoints)
+    assert results[1].image_size == (60, 50)
+    stacked = pose.predict(model, torch.stack([image, image]), [BOX, BOX], flip=False)
+    assert len(stacked) == 2 and torch.equal(stacked[0].keypoints, stacked[1].keypoints)
+    with pytest.raises(ValueError, match="1 box sets for 2 images"):
+        pose.predict(model, [image, other], [BOX])
+    with pytest.raises(ValueError, match="one box set each"):
+        pose.predict(model, [image, other], torch.tensor(BOX))
+
+
+@pytest.mark.parametrize("kwargs,error,fix", [
+    ({"boxes": [[10, 10, 10, 50], [5, 5, 40, 40], [30, 10, 20, 50]]}, ValueError, r"width / height: \[0, 2\]"),
+    ({"boxes": [[5, 5, 40, 40], [float("nan"), 0, 9, 9]]}, ValueError, r"NaN / Inf coordinates: \[1\]"),
+    ({"boxes": [[5, 5, 40, 40], [200, 10, 260, 50], [-50, -50, -10, -10]]}, ValueError, r"outside the 100x120 image: \[1, 2\]"),
+    ({"boxes": [[30, 40, 20, 30]]}, ValueError, "bbox_format='xywh'"),
+    ({"boxes": torch.zeros(4, 3)}, ValueError, r"\(N, 5\) with detector scores"),
+    ({"boxes": "0 0 9 9"}, TypeError, "boxes must be"),
+    ({"bbox_format": "cxcywh"}, ValueError, "'xywh'"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
+    ({"batch_size": 2.5}, ValueError, "batch_size"),
+    ({"input_size": (256,)}, ValueError, r"input_size must be \(H, W\)"),
+    ({"input_size": (0, 48)}, ValueError, "input_size"),
+    ({"method": "argmax"}, ValueError, "method must be one of"),
+    ({"flip": "yes"}, TypeError, "flip must be"),
+])
+def test_predict_refusals(kwargs, error, fix):
+    kwargs = {"boxes": BOX, **kwargs}
+    with pytest.raises(error, match=fix):
+        pose.predict(DotModel("msra"), dot_image(), kwargs.pop("boxes"), **kwargs)
+
+
+def test_result_to_json_has_no_bare_nan():
+    result = pose.PoseResult(
+        keypoints=torch.tensor([[[1.0, float("nan")]]]), scores=torch.tensor([[float("inf")]]),
+        boxes=torch.tensor([[0.0, 0, 5, 5]]), box_scores=torch.tensor([0.5]), keypoint_names=("nose",),
+        skeleton=(), image_size=(8, 6),
+    )
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    assert json.loads(text)["instances"][0] == {"box": [0, 0, 5, 5], "box_score": 0.5, "keypoints": [[1.0, None]],
+                                                "keypoint_scores": [None]}
+
+
+# --------------------------------------------------------------------------- the model: never mutated, right task
+
+
+@pytest.fixture(scope="module")
+def tiny_pose_model():
+    torch.manual_seed(0)
+    config = hrformer.config.HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
+    model = hrformer.HRFormer(config, head="pose", num_keypoints=17).eval()
+    model.pretrained_cfg = {"input_size": (3, 64, 48)}
+    return model
+
+
+def test_train_mode_and_other_heads_refused(tiny_pose_model):
+    image = torch.rand(3, 40, 30)
+    tiny_pose_model.train()
+    try:
+        with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+            pose.predict(tiny_pose_model, image)
+        assert tiny_pose_model.training  # refused, not switched
+    finally:
+        tiny_pose_model.eval()
+    config = hrformer.config.HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
+    for head in ("segmentation", "classification"):
+        other = hrformer.HRFormer(config, head=head, num_classes=17).eval()
+        with pytest.raises(ValueError, match="pose needs a model with a 'pose' head"):
+            pose.predict(other, image, flip=False)
+
+
+def test_two_threads_share_one_model(tiny_pose_model):
+    import threading
+
+    image = torch.rand(3, 40, 30, generator=torch.Generator().manual_seed(1))
+    boxes = [[0, 0, 30, 40], [5, 5, 25, 30]]
+    expected = pose.predict(tiny_pose_model, image, boxes)
+    assert expected.keypoint_names == COCO_KEYPOINTS.names
+    outputs, errors = {}, []
+
+    def run(i: int) -> None:
+        try:
+            outputs[i] = [pose.predict(tiny_pose_model, image, boxes).keypoints]
+        except Exception as err:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    intra_op = torch.get_num_threads()
+    torch.set_num_threads(1)  # two Python threads on a small machine: no OpenMP oversubscription
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        torch.set_num_threads(intra_op)
+    assert not errors, errors
+    for runs in outputs.values():
+        for keypoints in runs:
+            torch.testing.assert_close(keypoints, expected.keypoints, atol=0, rtol=0)
+    assert not tiny_pose_model.training
 
 
 # --------------------------------------------------------------------------- metadata, drawing, CLI
@@ -532,41 +713,12 @@ def test_draw_pose():
     assert picture.getpixel((5, 5)) != (0, 0, 0)  # a visible keypoint
     assert picture.getpixel((15, 20)) != (0, 0, 0)  # on the 0-1 limb
     assert picture.getpixel((15, 20)) != (255, 0, 0)  # ... but keypoint 2 scores too low for a dot
-
-
-@pytest.fixture
-def one_thread():
-    # A tiny network runs thousands of small ops: on a shared 2-core machine OpenMP's thread hand-offs
-    # cost more than they give (seconds instead of a tenth of one), so use one thread and restore.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_cli_pose_tiny_model(tmp_path, one_thread):
-    pil = pytest.importorskip("PIL.Image")
-    torch.manual_seed(0)
-    model = hrformer.create_model("hrformer_t", head="pose")
-    weights, _ = hrformer.save_pretrained(model, tmp_path / "tiny")
-    pil.new("RGB", (60, 80), (120, 90, 60)).save(tmp_path / "person.png")
-    parser = argparse.ArgumentParser()
-    cli_pose.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([
-        "pose", str(tmp_path / "person.png"), "--box", "5", "10", "50", "70", "--box", "0", "0", "60", "80",
-        "--model", "hrformer_t", "--weights", str(weights), "--input-size", "64", "48",
-        "--out", str(tmp_path / "out.png"), "--json", str(tmp_path / "out.json"),
-    ])
-    assert args.func is cli_pose.run
-    assert cli_pose.run(args) == 0
-    result = json.loads((tmp_path / "out.json").read_text())
-    assert result["keypoint_names"] == list(COCO_KEYPOINTS.names)
-    assert len(result["instances"]) == 2
-    assert np.array(result["instances"][0]["keypoints"]).shape == (17, 2)
-    with pil.open(tmp_path / "out.png") as out:
-        assert out.size == (60, 80)
-    # a bare architecture without --weights would be a random network: refused
-    args = parser.parse_args(["pose", str(tmp_path / "person.png"), "--box", "0", "0", "9", "9",
-                              "--model", "hrformer_t", "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="weights"):
-        cli_pose.run(args)
+    # a PoseResult: its skeleton, boxes and box scores too; float images in [0, 1]
+    result = pose.PoseResult(keypoints=keypoints, scores=torch.tensor([[0.9, 0.8, 0.1]]),
+                             boxes=torch.tensor([[2.0, 2.0, 27.0, 37.0]]), box_scores=torch.tensor([0.75]),
+                             keypoint_names=None, skeleton=((0, 1), (1, 2)), image_size=(40, 30))
+    drawn = draw_pose(image.float() / 255, result)
+    assert drawn.getpixel((15, 20)) == picture.getpixel((15, 20))
+    assert drawn.getpixel((2, 20)) == (255, 255, 255)  # the box's left edge
+    with pytest.raises(ValueError, match="divide by 255"):
+        draw_pose(image.float() + 2, result)

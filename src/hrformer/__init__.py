@@ -12,6 +12,8 @@ from .factory import (
 )
 from .export import export_onnx
 from .fast import fuse_for_inference, set_fast_path
+from . import classification
+from .classification import create_transform
 from .model import HRFormer
 from .profiling import Profile, profile
 from .weights import (
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "ConfigError", "HRFormer",
+    "classification", "create_transform",
     "HRFormerConfig", "PretrainedCfg", "Profile", "WeightsUnavailableError", "convert_original", "create_model",
     "export_onnx", "from_original", "from_pretrained", "fuse_for_inference", "get_pretrained_cfg", "list_models",
     "load_weights",

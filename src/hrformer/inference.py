@@ -8,10 +8,11 @@ too: its outputs would decode to plausible-looking nonsense.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from collections.abc import Mapping
+from typing import Any, Dict, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 # The heads (``model.head_type``) each task's predict can decode.
 TASK_HEADS: Dict[str, Tuple[str, ...]] = {
@@ -22,7 +23,13 @@ TASK_HEADS: Dict[str, Tuple[str, ...]] = {
 _TAGS = {"pose": "a '*.coco_256x192' tag or head='pose'", "segmentation": "an '*_ocr' tag or head='ocr'",
          "classification": "an '*.in1k' tag or head='classification'"}
 
-__all__ = ["TASK_HEADS", "check_model", "model_device_dtype"]
+__all__ = ["TASK_HEADS", "check_model", "data_config", "model_device_dtype", "normalize"]
+
+# What a model without a pretrained_cfg gets (ImageNet statistics of [0, 1] RGB images).
+_DEFAULTS: Dict[str, Any] = {
+    "input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+    "channel_order": "RGB", "interpolation": "bilinear", "crop_pct": 1.0,
+}
 
 
 def check_model(model: nn.Module, task: str) -> None:
@@ -47,6 +54,39 @@ def check_model(model: nn.Module, task: str) -> None:
         what = f"head {head!r}" if head is not None else "no head (a backbone)"
         raise ValueError(f"{task} needs a model with a {' or '.join(map(repr, TASK_HEADS[task]))} head; this one has "
                          f"{what}: create it with {_TAGS[task]}")
+
+
+def data_config(model_or_cfg: Any) -> Dict[str, Any]:
+    """The preprocessing of a model (its ``pretrained_cfg``) or of a cfg (a mapping or an object with
+    those attributes): ``input_size`` (C, H, W), ``mean`` / ``std`` of [0, 1] pixels in
+    ``channel_order`` ("RGB" / "BGR"), ``interpolation``, ``crop_pct``; what is missing is ImageNet's
+    (an ``HRFormer`` without a cfg: its head's usual one, as :func:`hrformer.resolve_data_config`)."""
+    cfg = getattr(model_or_cfg, "pretrained_cfg", None) if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+    if cfg is None and isinstance(model_or_cfg, nn.Module):
+        from .factory import default_pretrained_cfg  # the factory imports the model code: only when needed
+        from .model import HRFormer
+
+        if isinstance(model_or_cfg, HRFormer):
+            cfg = default_pretrained_cfg("", model_or_cfg)
+    out = {}
+    for key, default in _DEFAULTS.items():
+        value = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
+        out[key] = default if value is None else value
+    order = str(out["channel_order"]).upper()
+    if order not in ("RGB", "BGR"):
+        raise ValueError(f"the model's pretrained_cfg has channel_order {out['channel_order']!r}; expected RGB or BGR")
+    out["channel_order"] = order
+    return out
+
+
+def normalize(images: Tensor, cfg: Mapping) -> Tensor:
+    """(..., 3, H, W) RGB pixels in [0, 1] -> the network input: reordered to ``cfg["channel_order"]``,
+    then ``(x - mean) / std`` (``mean`` / ``std`` given in that order), as :func:`data_config` gives."""
+    if cfg["channel_order"] == "BGR":
+        images = images.flip(-3)
+    mean = torch.as_tensor(cfg["mean"], dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    std = torch.as_tensor(cfg["std"], dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    return (images - mean) / std
 
 
 def model_device_dtype(model: nn.Module) -> Tuple[torch.device, torch.dtype]:

@@ -1,0 +1,273 @@
+"""Top-down pose of person boxes in images: boxes -> crops -> network -> heatmaps -> keypoints.
+
+:func:`predict` is mmpose 1.x's ``inference_topdown`` restated in torch and batched over boxes:
+centre / scale of every box, the affine crop (:mod:`.geometry`), normalisation with the model's
+statistics, the network (with the flip test) and the heatmap decoding (:mod:`.codec`), then the map
+back to image coordinates of ``TopdownPoseEstimator.add_pred_to_datasample``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..image import load_images
+from ..inference import check_model, data_config, model_device_dtype, normalize
+from ..keypoints import COCO_KEYPOINTS, KeypointInfo
+from .codec import DECODE_METHODS, decode_heatmaps, flip_heatmaps
+from .geometry import SizeLike, box_to_center_scale, crop, parse_boxes
+
+DEFAULT_INPUT_SIZE = (256, 192)
+# mmpose's data preprocessor for the COCO models: ImageNet statistics in [0, 1] units.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = ["DEFAULT_INPUT_SIZE", "PoseResult", "keypoint_info", "predict"]
+
+
+@dataclass(frozen=True)
+class PoseResult:
+    """The poses found in one image's N boxes.
+
+    ``keypoints`` (N, K, 2) float32 (x, y) image pixels; ``scores`` (N, K) the heatmap maxima;
+    ``boxes`` (N, 4) float32 ``x1, y1, x2, y2`` image pixels (whatever ``bbox_format`` was given);
+    ``box_scores`` (N,) the detector scores of (N, 5) boxes, else None; ``keypoint_names`` (K) and
+    ``skeleton`` (limb index pairs) from the model's keypoint metadata (None / () when unknown);
+    ``image_size`` (H, W).
+    """
+
+    keypoints: Tensor
+    scores: Tensor
+    boxes: Tensor
+    box_scores: Optional[Tensor]
+    keypoint_names: Optional[Tuple[str, ...]]
+    skeleton: Tuple[Tuple[int, int], ...]
+    image_size: Tuple[int, int]
+
+    def __len__(self) -> int:
+        return self.keypoints.shape[0]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict (plain lists and numbers; NaN / Inf -> None): image size, keypoint names,
+        skeleton and one entry per box with its box, box score, keypoints and scores."""
+
+        def clean(values: Tensor) -> Any:
+            return _finite_or_none(values.detach().cpu().double().tolist())
+
+        instances = []
+        for i in range(len(self)):
+            instances.append({
+                "box": clean(self.boxes[i]),
+                "box_score": clean(self.box_scores[i]) if self.box_scores is not None else None,
+                "keypoints": clean(self.keypoints[i]),
+                "keypoint_scores": clean(self.scores[i]),
+            })
+        return {
+            "image_size": list(self.image_size),
+            "keypoint_names": list(self.keypoint_names) if self.keypoint_names is not None else None,
+            "skeleton": [list(pair) for pair in self.skeleton],
+            "instances": instances,
+        }
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value if math.isfinite(value) else None
+
+
+def _cfg_value(cfg: Any, key: str) -> Any:
+    """``cfg.key`` or ``cfg[key]``; None when ``cfg`` is None or lacks it."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, Mapping):
+        return cfg.get(key)
+    return getattr(cfg, key, None)
+
+
+def keypoint_info(model: nn.Module) -> Optional[KeypointInfo]:
+    """The model's keypoint metadata: ``pretrained_cfg.keypoint_info`` if set, else COCO-17 for a
+    17-keypoint model, else None."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    info = _cfg_value(cfg, "keypoint_info")
+    if isinstance(info, KeypointInfo):
+        return info
+    if isinstance(info, Mapping):
+        return KeypointInfo.from_dict(dict(info))
+    if getattr(model, "num_keypoints", None) == COCO_KEYPOINTS.num_keypoints:
+        return COCO_KEYPOINTS
+    return None
+
+
+def _flip_indices_for(model: nn.Module, num_keypoints: int) -> Sequence[int]:
+    indices = _cfg_value(getattr(model, "pretrained_cfg", None), "flip_indices")
+    if indices is None:
+        info = keypoint_info(model)
+        indices = info.flip_indices if info is not None else None
+    if indices is None:
+        raise ValueError(f"flip needs the flip_indices of the model's {num_keypoints} keypoints: "
+                         "pass flip_indices=... or flip=False")
+    if len(indices) != num_keypoints:
+        raise ValueError(f"{len(indices)} flip_indices for {num_keypoints} heatmaps")
+    return list(indices)
+
+
+def _model_output(model: nn.Module, x: Tensor) -> Tensor:
+    out = model(x)
+    if isinstance(out, (list, tuple)):  # a backbone-style output: the stride-4 map is first
+        out = out[0]
+    return out
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _input_size(input_size: Optional[SizeLike], cfg: Mapping) -> Tuple[int, int]:
+    if input_size is None:
+        size = cfg["input_size"]
+        return int(size[-2]), int(size[-1])
+    if (isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 4 for v in input_size)):
+        raise ValueError(f"input_size must be (H, W), two ints >= 4 (e.g. (256, 192)), got {input_size!r}")
+    return int(input_size[0]), int(input_size[1])
+
+
+def _box_sets(boxes: Any, n_images: int, batched: bool) -> List[Any]:
+    """``boxes`` -> one box set per image (None: the whole image)."""
+    if not batched:
+        return [boxes]
+    if boxes is None:
+        return [None] * n_images
+    if isinstance(boxes, Tensor) and boxes.dim() == 3 or type(boxes).__name__ == "ndarray" and boxes.ndim == 3:
+        sets = list(boxes)
+    elif isinstance(boxes, (list, tuple)):
+        sets = list(boxes)
+    else:
+        raise ValueError(f"{n_images} images need one box set each: a list of {n_images} (N, 4) / (N, 5) sets "
+                         "(or None for whole images)")
+    if len(sets) != n_images:
+        raise ValueError(f"{len(sets)} box sets for {n_images} images: give one (N, 4) / (N, 5) set per image")
+    return sets
+
+
+def _predict_one(
+    model: nn.Module,
+    image: Tensor,
+    boxes: Any,
+    bbox_format: str,
+    cfg: Mapping,
+    size: Tuple[int, int],
+    method: str,
+    flip: bool,
+    flip_indices: Optional[Sequence[int]],
+    batch_size: int,
+    blur_kernel_size: int,
+    info: Optional[KeypointInfo],
+) -> PoseResult:
+    out_device = image.device
+    h, w = image.shape[-2:]
+    if boxes is None:  # mmpose inference_topdown: the whole image as one box
+        xyxy, box_scores = torch.tensor([[0.0, 0.0, w, h]], dtype=torch.float64), None
+    else:
+        xyxy, box_scores = parse_boxes(boxes, (h, w), bbox_format)
+    in_h, in_w = size
+    udp = method == "udp"
+    device, dtype = model_device_dtype(model)
+    image = image.to(device)
+    center, scale = box_to_center_scale(xyxy.to(device), aspect_ratio=in_w / in_h)
+    all_keypoints, all_scores = [], []
+    for start in range(0, xyxy.shape[0], batch_size):
+        part = slice(start, start + batch_size)
+        crops = normalize(crop(image, center[part], scale[part], (in_h, in_w), udp=udp), cfg).to(dtype)
+        heatmaps = _model_output(model, crops).float()
+        if flip:
+            indices = flip_indices if flip_indices is not None else _flip_indices_for(model, heatmaps.shape[1])
+            flipped = flip_heatmaps(_model_output(model, crops.flip(-1)).float(), indices, shift=not udp)
+            heatmaps = (heatmaps + flipped) * 0.5
+        keypoints, scores = decode_heatmaps(heatmaps, (in_h, in_w), method, blur_kernel_size)
+        all_keypoints.append(keypoints)
+        all_scores.append(scores)
+    if all_keypoints:
+        keypoints = torch.cat(all_keypoints).double()
+        # TopdownPoseEstimator.add_pred_to_datasample: input pixels -> image pixels.
+        input_wh = torch.tensor([in_w, in_h], dtype=torch.float64, device=device)
+        keypoints = keypoints / input_wh * scale.unsqueeze(1) + center.unsqueeze(1) - 0.5 * scale.unsqueeze(1)
+        scores = torch.cat(all_scores)
+    else:
+        k = getattr(model, "num_keypoints", 0) or (info.num_keypoints if info is not None else 0)
+        keypoints, scores = torch.zeros(0, k, 2), torch.zeros(0, k)
+    return PoseResult(
+        keypoints=keypoints.float().to(out_device), scores=scores.float().to(out_device),
+        boxes=xyxy.float().to(out_device), box_scores=box_scores.to(out_device) if box_scores is not None else None,
+        keypoint_names=info.names if info is not None else None,
+        skeleton=info.skeleton if info is not None else (), image_size=(int(h), int(w)),
+    )
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    image: Any,
+    boxes: Any = None,
+    *,
+    bbox_format: str = "xyxy",
+    flip: bool = True,
+    channel_order: str = "RGB",
+    input_size: Optional[SizeLike] = None,
+    method: Optional[str] = None,
+    batch_size: int = 32,
+    flip_indices: Optional[Sequence[int]] = None,
+    blur_kernel_size: int = 11,
+) -> Union[PoseResult, List[PoseResult]]:
+    """Top-down pose of every person box: a :class:`PoseResult` (a list of them for a batch).
+
+    Args:
+        model: a pose model in eval mode (``model.eval()``; refused otherwise, never switched).
+        image: one image or a batch, as :mod:`hrformer.image` takes them (a path, PIL image, numpy
+            HWC array, torch (3, H, W) / (B, 3, H, W) tensor, or a list; uint8 or float in [0, 1]).
+        boxes: the person boxes of the image, (N, 4) or (N, 5) (fifth column: detector scores), as
+            a tensor, numpy array or list; ``None``: the whole image as one box (as mmpose's
+            ``inference_topdown``). For a batch, one box set (or None) per image.
+        bbox_format: ``"xyxy"`` (x1, y1, x2, y2) or ``"xywh"`` (COCO x, y, w, h).
+        flip: the flip test: average the heatmaps with those of the mirrored crop (flip indices and,
+            except for udp, the one-pixel shift of mmpose's configs).
+        channel_order: "RGB" or "BGR" (OpenCV) for arrays and tensors.
+        input_size: the network input (H, W); default the model's ``pretrained_cfg`` (else 256x192).
+        method: heatmap decoding, ``"msra"``, ``"dark"`` or ``"udp"``; default the cfg's
+            ``decode_method``, else ``"msra"``.
+        batch_size: crops per forward pass.
+        flip_indices: the left/right swap of the keypoints; default the model's keypoint metadata.
+
+    Per box, as mmpose's ``TopdownPoseEstimator``: centre / scale with padding 1.25 fixed to the
+    input aspect ratio, the affine crop (UDP warp for ``method="udp"``; bilinear on the float image,
+    so it differs from OpenCV's uint8 warp by its rounding, under half a grey level), the model's
+    preprocessing (``pretrained_cfg``: ``channel_order``, ``mean`` / ``std``), the network under
+    ``torch.inference_mode``, :func:`~hrformer.pose.decode_heatmaps` and the map back to the image.
+    """
+    check_model(model, "pose")
+    cfg = data_config(model)
+    if _cfg_value(getattr(model, "pretrained_cfg", None), "input_size") is None:
+        cfg["input_size"] = (3, *DEFAULT_INPUT_SIZE)  # no cfg or none in it: mmpose's COCO input
+    size = _input_size(input_size, cfg)
+    method = method or _cfg_value(getattr(model, "pretrained_cfg", None), "decode_method") or "msra"
+    if method not in DECODE_METHODS:
+        raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be True or False, got {flip!r}")
+    images, batched = load_images(image, channel_order=channel_order, in_chans=getattr(model, "in_chans", 3))
+    info = keypoint_info(model)
+    sets = _box_sets(boxes, len(images), batched)
+    results = [
+        _predict_one(model, img, box_set, bbox_format, cfg, size, method, flip, flip_indices, batch_size,
+                     blur_kernel_size, info)
+        for img, box_set in zip(images, sets)
+    ]
+    return results if batched else results[0]
