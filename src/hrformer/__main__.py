@@ -1,3 +1,5 @@
+"""``python -m hrformer``: the ``hrformer`` command line."""
+
 import sys
 
 from .cli import main

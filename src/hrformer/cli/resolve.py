@@ -1,0 +1,214 @@
+"""One resolver for every command: the text a user gives for a model -> the model.
+
+``SOURCE`` (``--model`` of ``pose`` / ``segment``, the positional of ``export`` / ``info``) is
+
+* a registered architecture, ``hrformer_s``: built untrained (``pose`` / ``segment`` refuse it
+  without ``--weights``; ``export`` warns);
+* ``arch.tag``, ``hrformer_s.coco_256x192``: the tag's model with its published weights;
+* a directory or ``.safetensors`` file written by ``save_pretrained`` (``config.json`` inside /
+  beside it), or ``local-dir:PATH``: :func:`hrformer.from_pretrained`;
+* ``hf-hub:org/name[@revision]``: a model pushed with ``push_to_hub``;
+* an original checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` in the official or
+  mmpose layout): :func:`hrformer.from_original`, architecture and head read from the tensors.
+
+``--weights FILE`` with an architecture or tag: FILE is any of the files above, or a state dict in
+hrformer's own layout without ``config.json`` (then the architecture comes from SOURCE and the head
+from the file's tensors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .errors import UserError, fail, one_line, user_errors
+
+DEFAULT_HEAD = "default"
+SAVED_PREFIXES = ("hf-hub:", "local-dir:")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+# Which head a state dict in hrformer's layout holds, told by its last layer (checked in order:
+# the OCR head's classifier is ``cls.main``, the plain segmentation head's ``cls``).
+_HEAD_PROBES = (("head.cls.main.weight", "ocr"), ("head.cls.weight", "segmentation"),
+                ("head.conv.weight", "pose"), ("head.fc.weight", "classification"))
+_TASK_HEADS = {"pose": ("pose",), "segmentation": ("ocr", "segmentation")}
+
+
+@dataclass
+class Resolved:
+    """A resolved model: the model (eval mode), how it was found, whether its weights are trained."""
+
+    model: nn.Module
+    description: str
+    trained: bool
+    untrained_head: bool = False
+
+
+def _head_kwargs(head: Any) -> Dict[str, Any]:
+    return {} if head == DEFAULT_HEAD else {"head": head}
+
+
+def _saved_config(path: Path) -> Optional[Dict[str, Any]]:
+    """The hrformer ``config.json`` of a saved model (directory or ``.safetensors``), or None."""
+    config = path / "config.json" if path.is_dir() else path.parent / "config.json"
+    if path.is_file() and path.suffix != ".safetensors" or not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        fail(f"{config}: unreadable config.json ({one_line(str(e))})")
+    if not isinstance(data, dict) or not {"config", "model_kwargs"} <= set(data):
+        return None  # someone else's config.json (e.g. a Hugging Face transformers model)
+    return data
+
+
+def read_original(path: str) -> Tuple[Mapping[str, Any], Mapping[str, torch.Tensor], str]:
+    """(checkpoint object, state dict, layout name) of a checkpoint file."""
+    from ..weights import detect_layout, read_checkpoint, unwrap_state_dict
+
+    with user_errors(path):
+        checkpoint = read_checkpoint(path)
+        sd = unwrap_state_dict(checkpoint)
+        return checkpoint, sd, detect_layout(sd)
+
+
+def head_in_state_dict(sd: Mapping[str, torch.Tensor]) -> Tuple[Optional[str], Optional[int]]:
+    """(head type, number of outputs) of a state dict in hrformer's layout; (None, None): no head."""
+    for key, head in _HEAD_PROBES:
+        if key in sd:
+            return head, int(sd[key].shape[0])
+    return None, None
+
+
+def _check_head_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str) -> None:
+    """The model's head came from the file: never a silently initialised head."""
+    own = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
+    wrong = [k for k, v in own.items() if k not in sd or tuple(sd[k].shape) != tuple(v.shape)]
+    if wrong:
+        held, n = head_in_state_dict(sd)
+        has = f"a {held} head with {n} outputs" if held else "no head"
+        fail(f"{path}: the weights do not fit the model's {model.head_type} head "
+             f"({getattr(model.head, 'num_outputs', '?')} outputs): the file has {has}")
+
+
+def _architecture(name: str) -> Tuple[str, str]:
+    from ..factory import get_model_entry, split_model_name
+
+    arch, tag = split_model_name(name)
+    with user_errors(""):
+        get_model_entry(arch)
+        if tag:
+            from ..weights import get_pretrained_cfg
+
+            get_pretrained_cfg(arch, tag)
+    return arch, tag
+
+
+def load_file(path: str, arch_name: Optional[str] = None, head: Any = DEFAULT_HEAD,
+              name_hint: str = "hrformer_t") -> Resolved:
+    """A model from a file or directory (``arch_name``: the architecture or tag it belongs to)."""
+    import hrformer
+
+    local = Path(path)
+    saved = _saved_config(local)
+    if local.is_dir() and saved is None:
+        fail(f"{path}: a directory without an hrformer config.json, not a model saved by hrformer.save_pretrained")
+    if saved is not None:
+        held = str(saved.get("architecture") or "")
+        if arch_name and held and held.split(".")[0] != arch_name.split(".")[0]:
+            fail(f"{path} holds a {held} model (its config.json), not {arch_name}")
+        with user_errors(path):
+            model = hrformer.from_pretrained(path, **_head_kwargs(head))
+        untrained_head = head != DEFAULT_HEAD and head != saved.get("model_kwargs", {}).get("head")
+        return Resolved(model, f"{path} (saved {held or 'model'})", True, untrained_head)
+    _, sd, layout = read_original(path)
+    arch, tag = _architecture(arch_name) if arch_name else ("", "")
+    if layout != "hrformer":
+        with user_errors(path):
+            model = hrformer.from_original(path, arch=arch or None, **_head_kwargs(head))
+        return Resolved(model, f"{path} ({layout} checkpoint)", True, head not in (DEFAULT_HEAD, model.head_type))
+    if not arch:
+        fail(f"{path}: weights in hrformer's layout without a config.json beside them; name the architecture "
+             f"they belong to (e.g. --model {name_hint} --weights {path})")
+    held, n = head_in_state_dict(sd)
+    # The head: the one asked for, else the tag's, else the file's (with the file's output count).
+    kwargs: Dict[str, Any] = {"head": head} if head != DEFAULT_HEAD else {} if tag else {"head": held}
+    if held is not None and kwargs.get("head", "") == held:
+        from ..heads import HEADS
+
+        kwargs[HEADS[held].output_arg] = n
+    with user_errors(path):
+        model = hrformer.create_model(arch_name, pretrained=path, **kwargs)
+    untrained_head = head not in (DEFAULT_HEAD, held)
+    if not untrained_head and model.head is not None:
+        _check_head_fits(model, sd, path)
+    return Resolved(model, f"{arch_name} + {path}", True, untrained_head)
+
+
+def looks_like_path(text: str) -> bool:
+    return (os.sep in text or "/" in text or text.startswith((".", "~"))
+            or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES + (".json",))
+
+
+def load_model(
+    source: str,
+    weights: Optional[str] = None,
+    head: Any = DEFAULT_HEAD,
+    *,
+    task: Optional[str] = None,
+    source_flag: str = "",
+) -> Resolved:
+    """Resolve ``source`` (+ ``--weights``) as the module docstring says; ``task`` ("pose",
+    "segmentation") refuses untrained models and models whose head is for another task.
+
+    Raises :class:`UserError` for every mistake a user can make.
+    """
+    import hrformer
+
+    what = f"{source_flag} {source}".strip()
+    if weights is not None:
+        if os.path.exists(source) or source.startswith(SAVED_PREFIXES):
+            fail(f"{what} is already a saved model or checkpoint: give it alone, without --weights")
+        if not os.path.exists(weights):
+            fail(f"--weights {weights}: no such file or directory")
+        _architecture(source)
+        resolved = load_file(weights, source, head, name_hint=source)
+    elif source.startswith(SAVED_PREFIXES):
+        with user_errors(what):
+            model = hrformer.create_model(source, pretrained=True, **_head_kwargs(head))
+        resolved = Resolved(model, source, True, head != DEFAULT_HEAD)
+    elif os.path.exists(source):
+        if not os.access(source, os.R_OK):
+            fail(f"{what}: not readable (permission denied)")
+        resolved = load_file(source, None, head)
+    elif looks_like_path(source):
+        fail(f"{what}: no such file or directory (a Hub repository is named hf-hub:org/name; a registered "
+             "model hrformer_t or hrformer_s.coco_256x192: see hrformer list)")
+    else:
+        arch, tag = _architecture(source)
+        if not tag and task is not None:
+            kind = "'hrformer_*coco*'" if task == "pose" else "'*_ocr'"
+            fail(f"{what}: a bare architecture has no {task} weights; name a tag (hrformer list --pretrained "
+                 f"{kind}) or give --weights FILE")
+        with user_errors(what):
+            model = hrformer.create_model(source, pretrained=bool(tag), **_head_kwargs(head))
+        tag_head = getattr(model.pretrained_cfg, "model_kwargs", {}).get("head") if tag else None
+        resolved = Resolved(model.eval(), source if tag else f"{source} (untrained)", bool(tag),
+                            bool(tag) and head != DEFAULT_HEAD and head != tag_head)
+    if task is not None:
+        from ..inference import check_model
+
+        with user_errors(what):
+            check_model(resolved.model.eval(), task)
+        if resolved.untrained_head:
+            fail(f"{what}: its head is not trained for {task}")
+    return resolved
+
+
+__all__ = ["CHECKPOINT_SUFFIXES", "DEFAULT_HEAD", "Resolved", "UserError", "head_in_state_dict", "load_file", "looks_like_path",
+           "load_model", "read_original"]
