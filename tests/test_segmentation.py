@@ -4,8 +4,10 @@ registry, the multi-scale inference helper and the ``hrformer segment`` command.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import threading
 
 import pytest
 import torch
@@ -17,7 +19,9 @@ from hrformer.datasets import DATASETS
 from hrformer.factory import find_architecture, get_model_entry
 from hrformer.profiling import count_params, profile
 from hrformer.published import OCR_MEASURED
-from hrformer.segmentation import predict, preprocess
+from hrformer.config import HRFORMER_T
+from hrformer.segmentation import (overlay, predict, preprocess, segmentation_cfg, window_starts,
+                                      windows)
 from hrformer.weights import CheckpointLayoutError, convert_original, detect_layout, unwrap_state_dict
 from hrformer.weights.loading import resize_rel_pos_table
 from hrformer.weights.pretrained import PretrainedCfg
@@ -101,7 +105,7 @@ def test_official_seg_layout_is_told_apart():
     backbone_only = {k: v for k, v in seg.items() if k.startswith("backbone.")}
     assert detect_layout(backbone_only) == "official_pose"  # what a seg head-less file is
     sd, kwargs = convert_original(seg)
-    assert kwargs["layout"] == "official_seg" and kwargs["head"] == "ocr" and kwargs["num_classes"] == 19
+    assert kwargs["head"] == "ocr" and kwargs["num_classes"] == 19
     assert not any(k.startswith(("conv3x3", "aux_head", "cls_head", "ocr_distri_head")) for k in sd)
     partial = {k: v for k, v in seg.items() if not k.startswith("ocr_distri_head.")}
     with pytest.raises(CheckpointLayoutError, match="ocr_distri_head"):
@@ -238,23 +242,32 @@ def test_head_arguments_need_a_head():
         backbone(torch.randn(1, 3, 64, 64), return_aux=True)
 
 
+def _with_cfg(model, **cfg):
+    """A copy of ``model`` with another ``pretrained_cfg`` (predict never changes the model it gets)."""
+    other = copy.deepcopy(model)
+    other.pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "channel_order": "RGB", **cfg}
+    return other
+
+
 def test_predict_single_scale_is_a_direct_forward(tiny_ocr):
     image = torch.randint(0, 256, (3, 37, 50), dtype=torch.uint8)
     cfg = {"mean": (0.4, 0.5, 0.6), "std": (0.2, 0.25, 0.3), "channel_order": "BGR"}
-    logits, labels = predict(tiny_ocr, image, cfg=cfg)
+    result = predict(_with_cfg(tiny_ocr, **cfg), image)
     x = image.float().div(255).flip(0)  # RGB -> BGR
     x = (x - torch.tensor(cfg["mean"]).view(3, 1, 1)) / torch.tensor(cfg["std"]).view(3, 1, 1)
     torch.testing.assert_close(preprocess(image, cfg)[0], x)
     with torch.no_grad():
         direct = tiny_ocr(x.unsqueeze(0))[0]
-    torch.testing.assert_close(logits, direct, rtol=0, atol=0)
-    assert torch.equal(labels, direct.argmax(0))
+    torch.testing.assert_close(result.logits, direct, rtol=0, atol=0)
+    assert torch.equal(result.labels, direct.argmax(0))
+    logits, labels = result  # unpacks as the (logits, labels) predict returned before
+    assert logits is result.logits and labels is result.labels
 
 
 def test_predict_multi_scale_flip_is_the_official_sum(tiny_ocr):
     image = torch.rand(1, 3, 40, 52)
     scales = (0.75, 1.25)
-    logits, labels = predict(tiny_ocr, image, scales=scales, flip=True)
+    results = predict(tiny_ocr, image, scales=scales, flip=True)
     x = preprocess(image, tiny_ocr.pretrained_cfg)
     total = torch.zeros(1, 5, 40, 52)
     with torch.no_grad():
@@ -264,30 +277,179 @@ def test_predict_multi_scale_flip_is_the_official_sum(tiny_ocr):
                 out = tiny_ocr(xs.flip(3) if flipped else xs)
                 out = F.interpolate(out, size=(40, 52), mode="bilinear", align_corners=True)
                 total += out.flip(3) if flipped else out
-    torch.testing.assert_close(logits, total)
-    assert labels.shape == (1, 40, 52) and torch.equal(labels, total.argmax(1))
+    assert isinstance(results, list) and len(results) == 1  # a batch in, one result per image out
+    torch.testing.assert_close(results[0].logits, total[0])
+    assert results[0].labels.shape == (40, 52) and torch.equal(results[0].labels, total[0].argmax(0))
 
 
-# --------------------------------------------------------------------------- command line
-def test_segment_cli_on_a_tiny_model(tiny_ocr, tmp_path, capsys):
-    Image = pytest.importorskip("PIL.Image")
-    weights = tmp_path / "tiny"
-    hrformer.save_pretrained(tiny_ocr, weights)
-    image = tmp_path / "in.png"
-    pixels = torch.randint(0, 256, (30, 41, 3), dtype=torch.uint8)
-    Image.frombytes("RGB", (41, 30), bytes(pixels.flatten().tolist())).save(image)
-    out, labels = tmp_path / "out.png", tmp_path / "labels.png"
-    status = cli_main(["segment", str(image), "--model", "hrformer_t", "--weights", str(weights / "model.safetensors"),
-                       "--out", str(out), "--labels", str(labels)])
-    assert status == 0
-    assert "wrote" in capsys.readouterr().out
-    with Image.open(out) as picture:
-        assert picture.size == (41, 30) and picture.mode == "RGB"
-    with Image.open(labels) as label_map:
-        assert label_map.size == (41, 30)
-        assert label_map.mode == "L"
-        values = torch.frombuffer(bytearray(label_map.tobytes()), dtype=torch.uint8).long()
-    _, expected = predict(tiny_ocr, pixels.permute(2, 0, 1))
-    assert torch.equal(values.view(30, 41), expected)
-    with pytest.raises(SystemExit, match="no segmentation weights"):
-        cli_main(["segment", str(image), "--model", "hrformer_t", "--out", str(out)])
+# --------------------------------------------------------------------------- sliding windows
+@pytest.fixture(scope="module")
+def small_ocr():
+    """One module per stage, one block, 3 classes: the fastest model with the OCR head's behaviour."""
+    torch.manual_seed(1)
+    model = hrformer.HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="ocr", num_classes=3)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _reference_slide(model, x, crop, stride):
+    """mmseg's slide mode written out with explicit loops: (1, C, H, W) normalised -> (1, K, H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = max(crop[0] - h, 0), max(crop[1] - w, 0)
+    x = F.pad(x, (0, pw, 0, ph))  # bottom / right, zeros after normalisation
+    H, W = x.shape[-2:]
+    rows = max(H - crop[0] + stride[0] - 1, 0) // stride[0] + 1
+    cols = max(W - crop[1] + stride[1] - 1, 0) // stride[1] + 1
+    total, count = None, torch.zeros(H, W)
+    with torch.no_grad():
+        for r in range(rows):
+            for c in range(cols):
+                y2, x2 = min(r * stride[0] + crop[0], H), min(c * stride[1] + crop[1], W)
+                y1, x1 = max(y2 - crop[0], 0), max(x2 - crop[1], 0)
+                out = model(x[:, :, y1:y2, x1:x2])
+                total = torch.zeros(1, out.shape[1], H, W) if total is None else total
+                for i in range(y1, y2):  # pixel by pixel (rows), as plainly as it gets
+                    total[0, :, i, x1:x2] += out[0, :, i - y1]
+                    count[i, x1:x2] += 1
+    return (total / count)[:, :, :h, :w]
+
+
+def test_windows_placed_as_mmseg():
+    # 3 rows (0, 16, 32), 3 columns (0, 40, then 80 moved back to end at 96: 48)
+    assert windows(64, 96, (32, 48), (16, 40)) == [
+        (y, y + 32, x, x + 48) for y in (0, 16, 32) for x in (0, 40, 48)]
+    assert window_starts(20, 32, 16) == [0]  # smaller than the crop: one (padded) window
+    assert window_starts(33, 32, 32) == [0, 1]
+
+
+def test_one_window_covering_the_image_is_the_whole_image(small_ocr):
+    image = torch.rand(3, 64, 96)
+    whole = predict(small_ocr, image)
+    slide = predict(small_ocr, image, crop_size=(64, 96), stride=(32, 48))
+    torch.testing.assert_close(slide.logits, whole.logits, rtol=0, atol=0)
+    assert torch.equal(slide.labels, whole.labels)
+
+
+def test_overlapping_windows_are_averaged(small_ocr):
+    image = torch.rand(3, 48, 64)  # 2 x 2 windows, the last column moved back from 40 to 16
+    x = preprocess(image, segmentation_cfg(small_ocr))
+    expected = _reference_slide(small_ocr, x, (32, 48), (16, 40))[0]
+    result = predict(small_ocr, image, crop_size=(32, 48), stride=(16, 40))
+    torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-6)
+    assert torch.equal(result.labels, result.logits.argmax(0))
+    assert not torch.allclose(result.logits, predict(small_ocr, image).logits, atol=1e-3)  # windows differ
+    batched = predict(small_ocr, image, crop_size=(32, 48), stride=(16, 40), batch_size=3)  # 4 windows: 3 + 1
+    torch.testing.assert_close(batched.logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_image_smaller_than_the_crop_is_padded(small_ocr):
+    image = torch.rand(3, 40, 80)  # shorter than the crop, wider than it
+    x = preprocess(image, segmentation_cfg(small_ocr))
+    result = predict(small_ocr, image, crop_size=(48, 64), stride=(48, 32))
+    assert result.logits.shape == (3, 40, 80)
+    torch.testing.assert_close(result.logits, _reference_slide(small_ocr, x, (48, 64), (48, 32))[0], rtol=0, atol=1e-6)
+    with torch.no_grad():  # the padded window is what the network saw: not the unpadded image
+        unpadded = small_ocr(x[:, :, :, :64])[0]
+    assert not torch.allclose(result.logits[:, :, :32], unpadded[:, :, :32], atol=1e-3)
+
+
+def test_windows_with_scales_and_flip(small_ocr):
+    image = torch.rand(3, 40, 50)
+    x = preprocess(image, segmentation_cfg(small_ocr))
+    crop, stride = (32, 32), (24, 24)  # scale 0.5: one padded window; 1.0: 2 x 2 windows
+    expected = torch.zeros(1, 3, 40, 50)
+    for s in (0.5, 1.0):
+        xs = F.interpolate(x, size=(int(40 * s), int(50 * s)), mode="bilinear", align_corners=True)
+        for flipped in (False, True):
+            out = _reference_slide(small_ocr, xs.flip(3) if flipped else xs, crop, stride)
+            out = F.interpolate(out, size=(40, 50), mode="bilinear", align_corners=True)
+            expected += out.flip(3) if flipped else out
+    result = predict(small_ocr, image, scales=(0.5, 1.0), flip=True, crop_size=crop, stride=stride)
+    torch.testing.assert_close(result.logits, expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_channel_order_class_names_and_pictures(small_ocr):
+    image = torch.randint(0, 256, (3, 32, 48), dtype=torch.uint8)
+    rgb = predict(small_ocr, image)
+    bgr = predict(small_ocr, image.flip(0), channel_order="BGR")  # what OpenCV gives
+    torch.testing.assert_close(bgr.logits, rgb.logits, rtol=0, atol=0)
+    assert rgb.class_names is None
+    named = predict(_with_cfg(small_ocr, class_names=("sky", "road", "car"), dataset="toy"), image)
+    assert named.class_names == ("sky", "road", "car") and named.dataset == "toy"
+    areas = named.class_areas()
+    assert set(areas) <= {"sky", "road", "car"} and abs(sum(areas.values()) - 1) < 1e-6
+    picture = named.colorize()
+    assert picture.shape == (3, 32, 48) and picture.dtype == torch.uint8
+    assert torch.equal(picture[:, 0, 0], torch.tensor(named.palette[int(named.labels[0, 0])], dtype=torch.uint8))
+    assert torch.equal(overlay(image, named.labels, named.palette, alpha=0.0), image)
+    assert torch.equal(overlay(image.float() / 255, named.labels, named.palette, alpha=1.0), picture)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        overlay(image, named.labels, named.palette, alpha=5)
+
+
+@pytest.mark.parametrize("kwargs, error, fix", [
+    ({"crop_size": 0}, ValueError, "positive int"),
+    ({"crop_size": (32,)}, ValueError, r"pair \(height, width\)"),
+    ({"crop_size": (32.0, 48)}, ValueError, "positive int"),
+    ({"crop_size": (32, 48), "stride": (16, 64)}, ValueError, "stride <= crop_size"),
+    ({"stride": 16}, ValueError, "pass crop_size"),
+    ({"scales": ()}, ValueError, "non-empty"),
+    ({"scales": (1.0, -0.5)}, ValueError, "positive numbers"),
+    ({"scales": (0.01,)}, ValueError, "larger scales"),
+    ({"batch_size": 0}, ValueError, "positive int"),
+    ({"flip": "yes"}, TypeError, "True or False"),
+    ({"normalized": True}, TypeError, "normalized"),
+])
+def test_refused_arguments(small_ocr, kwargs, error, fix):
+    with pytest.raises(error, match=fix):
+        predict(small_ocr, torch.rand(3, 32, 48), **kwargs)
+
+
+@pytest.mark.parametrize("image, fix", [
+    (torch.rand(3, 32, 48) * 255, "divide"),  # a 0-255 float image: once silently 100x too large logits
+    (torch.full((3, 32, 48), float("nan")), "NaN"),
+    (torch.rand(32, 48, 3), "permute"),
+])
+def test_refused_images(small_ocr, image, fix):
+    with pytest.raises(ValueError, match=fix):
+        predict(small_ocr, image)
+    with pytest.raises(ValueError, match="divide"):
+        preprocess(torch.rand(3, 8, 8) * 255, segmentation_cfg(small_ocr))
+
+
+def test_the_model_is_never_changed_and_a_training_model_refused(small_ocr):
+    before = {k: v.clone() for k, v in small_ocr.state_dict().items()}
+    predict(small_ocr, torch.rand(3, 32, 48), crop_size=32, stride=32, flip=True)
+    assert not any(m.training for m in small_ocr.modules())
+    assert all(torch.equal(v, small_ocr.state_dict()[k]) for k, v in before.items())
+    training = copy.deepcopy(small_ocr).train()
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        predict(training, torch.rand(3, 32, 48))
+    assert training.training  # refused, not switched
+
+
+def test_threads_share_one_model(small_ocr):
+    images = [torch.rand(3, 32, 48) for _ in range(2)]
+    expected = [predict(small_ocr, im).logits for im in images]
+    got = [None, None]
+
+    def work(i):
+        got[i] = predict(small_ocr, images[i]).logits
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+def test_a_pose_model_is_refused():
+    pose = hrformer.HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="pose").eval()
+    with pytest.raises(ValueError, match="head='ocr'"):
+        predict(pose, torch.rand(3, 32, 48))
+

@@ -1,0 +1,57 @@
+"""What :func:`hrformer.segmentation.predict` returns for one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence, Tuple
+
+from torch import Tensor
+
+from ..datasets import palette_for
+from .colors import Color, colorize
+
+__all__ = ["SegmentationResult"]
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """Segmentation of one image.
+
+    Attributes:
+        logits: (K, H, W) float32 class scores at the image's resolution (summed over scales and
+            flips, as the official multi-scale test).
+        labels: (H, W) int64, ``logits.argmax(0)``.
+        class_names: the K class names when the model's ``pretrained_cfg`` has them, else ``None``.
+        dataset: the dataset the weights were trained on (``pretrained_cfg["dataset"]``), or ``None``.
+
+    It unpacks as ``logits, labels = result`` (what ``predict`` returned before it had results).
+    """
+
+    logits: Tensor
+    labels: Tensor
+    class_names: Optional[Tuple[str, ...]] = None
+    dataset: Optional[str] = None
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter((self.logits, self.labels))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[0])
+
+    @property
+    def palette(self) -> Tuple[Color, ...]:
+        """The dataset's colours (cityscapes...) or a generated palette, one RGB triple per class."""
+        return palette_for(self.num_classes, self.dataset or "")
+
+    def colorize(self, palette: Optional[Sequence[Color]] = None) -> Tensor:
+        """(3, H, W) uint8 RGB picture of the label map (``palette`` default: :attr:`palette`)."""
+        return colorize(self.labels, self.palette if palette is None else palette)
+
+    def class_areas(self) -> dict:
+        """``{class name (or index): fraction of the pixels}`` for the classes present, largest first."""
+        counts = self.labels.flatten().bincount(minlength=self.num_classes).tolist()
+        total = max(self.labels.numel(), 1)
+        names = self.class_names
+        pairs = [((names[i] if names and i < len(names) else i), c / total) for i, c in enumerate(counts) if c]
+        return dict(sorted(pairs, key=lambda p: -p[1]))
