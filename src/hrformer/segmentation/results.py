@@ -8,7 +8,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 from torch import Tensor
 
 from ..datasets import palette_for
-from .colors import Color, colorize
+from ..image import ImageLike, load_image
+from .colors import Color, colorize, overlay
 
 __all__ = ["SegmentationResult"]
 
@@ -47,6 +48,13 @@ class SegmentationResult:
     def colorize(self, palette: Optional[Sequence[Color]] = None) -> Tensor:
         """(3, H, W) uint8 RGB picture of the label map (``palette`` default: :attr:`palette`)."""
         return colorize(self.labels, self.palette if palette is None else palette)
+
+    def overlay(self, image: ImageLike, alpha: float = 0.5, palette: Optional[Sequence[Color]] = None,
+                channel_order: str = "RGB") -> Tensor:
+        """The colour label map blended over ``image`` (the segmented one: a path, PIL image, array or
+        tensor, as :func:`predict` takes it): a (3, H, W) uint8 RGB picture (``alpha``: colour opacity)."""
+        rgb = load_image(image, channel_order=channel_order).to(self.labels.device)
+        return overlay(rgb, self.labels, self.palette if palette is None else palette, alpha=alpha)
 
     def class_areas(self) -> dict:
         """``{class name (or index): fraction of the pixels}`` for the classes present, largest first."""
