@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 import hrformer
+from hrformer.fast.cpu import machine_info
 
 from .impls import load_builder, ours, prepare
 from .run import SIZES, table
@@ -84,7 +85,7 @@ class Bench:
         self.reference = load_builder(args.reference, args.reference_path) if args.reference else None
         self.results: Dict[str, Any] = {
             "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "tf32": False, **{section: [] for section in SECTIONS},
+            "tf32": False, **machine_info(), **{section: [] for section in SECTIONS},
         }
 
     def elapsed(self) -> float:

@@ -119,7 +119,7 @@ class OpenVinoModel:
             "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         }
         self.compiled = ov.Core().compile_model(path, "CPU", config)
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.request = self.compiled.create_infer_request()
 
     def eval(self) -> "OpenVinoModel":

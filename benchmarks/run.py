@@ -5,6 +5,9 @@
     python -m benchmarks.run --scaling --models t --batches 1 # 256x192 vs 512x384 vs 1024x768
     python -m benchmarks.run --train --models s               # train step, with/without checkpointing
     python -m benchmarks.run --reference mypkg.orig:build --reference-path /some/dir
+    # every CPU path against the original, one command per machine kind (benchmarks/RESULTS.md):
+    python -m benchmarks.run --models t s --batches 1 8 --reference benchmarks.original:build \
+        --modes fused fused-bf16 ort openvino openvino-bf16
 
 ``--reference MODULE:FACTORY`` names a callable ``FACTORY(arch) -> nn.Module`` (arch is
 ``hrformer_t``/``_s``/``_b``) returning a backbone whose forward takes (B, 3, H, W) and returns the
@@ -28,6 +31,8 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
+
+from hrformer.fast.cpu import machine_info
 
 from .impls import MODES, load_builder, ours, prepare
 from .timing import interleaved
@@ -66,6 +71,10 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
                     base = samples.get("reference")
                     for r in rows[-len(samples):]:
                         r["speedup_vs_reference"] = round(base.median * 1e3 / r["ms"], 2) if base else ""
+                        # What a runtime actually computed in (OpenVINO may run bf16 or f32).
+                        precision = getattr(models[r["mode"]], "precision", None)
+                        if precision is not None:
+                            r["runtime_precision"] = precision
                         print(r, flush=True)
     return rows
 
@@ -125,10 +134,12 @@ def bench_train(args: argparse.Namespace, archs: List[str]) -> List[Dict[str, An
 
 
 def write_json(path: str, data: Dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` (folders created) and say so."""
+    """Write ``data`` to ``path`` (folders created) and say so. Every file names the machine first:
+    CPU model, core count, the ISA flags that decide which path is fastest (AVX2, AVX-512,
+    AVX512-BF16, AMX) and the machine kind (see :func:`hrformer.fast.cpu.machine_info`)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
-        json.dump(data, f, indent=1)
+        json.dump({**machine_info(), **data}, f, indent=1)
     print(f"\nwrote {path}")
 
 

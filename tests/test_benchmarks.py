@@ -9,6 +9,7 @@ import json
 import pytest
 
 from benchmarks import profile_ops, report, run
+from hrformer.fast.cpu import machine_info
 
 
 def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
@@ -23,12 +24,32 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
         ("hrformer_t", "reference", 1), ("hrformer_t", "eager", 1), ("hrformer_t", "fused", 1)]
     assert all(r["ms"] > 0 and r["speedup_vs_reference"] > 0 for r in rows)
     assert rows[0]["speedup_vs_reference"] == 1.0
+    # The machine is named in every file: model, cores, the ISA flags that decide the fastest path.
+    data = json.loads(out.read_text())
+    assert data["cpu_model"] and data["cpu_count"] >= 1
+    assert {k: data[k] for k in ("avx2", "avx512", "avx512_bf16", "amx")} == {
+        k: v for k, v in machine_info().items() if k in ("avx2", "avx512", "avx512_bf16", "amx")}
+    assert data["machine_kind"] in ("amx", "avx512_bf16", "avx512", "avx2", "other")
 
     capsys.readouterr()
     assert report.main([str(out)]) == 0
     md = capsys.readouterr().out
     assert "| hrformer_t | fused | fp32 | 256x192 | 1 |" in md
     assert md.count("\n| hrformer_t |") == 3
+    assert f"machine_kind {data['machine_kind']}" in md
+
+
+@pytest.mark.slow  # exports HRFormer-T twice and runs it in bf16 (emulated on CPUs without it: slow)
+def test_run_times_the_bf16_and_openvino_paths(tmp_path):
+    pytest.importorskip("openvino")
+    out = tmp_path / "results.json"
+    rc = run.main(["--models", "t", "--batches", "1", "--modes", "fused-bf16", "openvino", "openvino-bf16",
+                   "--repeats", "1", "--warmup", "0", "--block", "0", "--no-retry", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["inference"]
+    assert [r["mode"] for r in rows] == ["fused-bf16", "openvino", "openvino-bf16"]
+    assert rows[1]["runtime_precision"] == "f32"
+    assert rows[2]["runtime_precision"] in ("bf16", "f32")  # bf16 where the CPU plugin supports it
 
 
 @pytest.mark.parametrize("name, cls", [

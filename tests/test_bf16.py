@@ -1,6 +1,6 @@
 """bf16 inference: ``fuse_for_inference(dtype=torch.bfloat16)`` folds BatchNorm in fp32, casts the
-weights, takes fp32 images and returns fp32 outputs within 3e-2 of the fp32 model for every head,
-keeps NaN/Inf, and warns (with the reason) on CPUs without native bf16."""
+weights, takes fp32 images and returns fp32 outputs within 3e-2 of the fp32 model for every head
+(pose and OCR by default, the others in the slow suite), keeps NaN/Inf, and warns (with the reason) on CPUs without native bf16."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hrformer import HRFormer
-from hrformer.fast import cpu
+from hrformer.fast import cpu, fuse_for_inference
 from hrformer.heads import HEADS
 from parity import SMALL
 
@@ -28,7 +28,9 @@ quiet_bf16 = pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dty
 
 
 @pytest.mark.parametrize("head, kwargs", [
-    ("classification", {}), ("pose", {}), ("segmentation", {}), ("ocr", {"return_aux": True}), (None, {}),
+    pytest.param("classification", {}, marks=pytest.mark.slow), ("pose", {}),
+    pytest.param("segmentation", {}, marks=pytest.mark.slow), ("ocr", {"return_aux": True}),
+    pytest.param(None, {}, marks=pytest.mark.slow),
 ])
 @quiet_bf16
 def test_bf16_outputs_are_fp32_and_close_for_every_head(head, kwargs, randomise_bn):
@@ -39,28 +41,21 @@ def test_bf16_outputs_are_fp32_and_close_for_every_head(head, kwargs, randomise_
     assert next(fused.parameters()).dtype == torch.bfloat16 and fused.is_fused
     with torch.no_grad():
         ref, out = _as_list(model(X, **kwargs)), _as_list(fused(X, **kwargs))
-        feats = fused.forward_features(X)
-    assert len(out) == len(ref) and len(feats) == 4
+    assert len(out) == len(ref)
     for a, b in zip(out, ref):
         assert a.dtype == torch.float32 and a.shape == b.shape
         assert (a - b).abs().max() <= TOL * b.abs().max()
-    assert all(f.dtype == torch.float32 for f in feats)
-    if head is not None:  # the head alone also takes fp32 maps
+    if head == "pose":
         with torch.no_grad():
-            head_out = _as_list(fused.forward_head(feats, **kwargs, **({"output_size": X.shape[-2:]}
-                                                                       if fused.head.needs_output_size else {})))
-        assert all(h.dtype == torch.float32 for h in head_out)
-
-
-@quiet_bf16
-def test_bf16_keeps_nan_and_inf():
-    torch.manual_seed(0)
-    fused = HRFormer(SMALL, head="pose").eval().fuse_for_inference(dtype=torch.bfloat16)
-    x = X.clone()
-    x[0, :, 10, 10] = float("inf")
-    with torch.no_grad():
-        assert not torch.isfinite(fused(x)).all()
-        assert torch.isnan(fused(torch.full_like(X, float("nan")))).all()
+            # forward_features and the head alone also take and give fp32
+            feats = fused.forward_features(X)
+            assert len(feats) == 4 and all(f.dtype == torch.float32 for f in feats)
+            assert fused.forward_head(feats).dtype == torch.float32
+            # NaN and Inf reach the output as in the fp32 model
+            x = X.clone()
+            x[0, :, 10, 10] = float("inf")
+            assert not torch.isfinite(fused(x)).all()
+            assert torch.isnan(fused(torch.full_like(X, float("nan")))).all()
 
 
 @pytest.mark.parametrize("flags, native", [
@@ -79,7 +74,7 @@ def test_native_bf16_from_cpu_flags(flags, native, monkeypatch):
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        HRFormer(SMALL, head=None).eval().fuse_for_inference(dtype=torch.bfloat16)
+        fuse_for_inference(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)), dtype=torch.bfloat16)
     messages = [str(w.message) for w in caught if "bf16" in str(w.message)]
     if native:
         assert messages == []
