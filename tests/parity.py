@@ -1,5 +1,6 @@
-"""Helpers for the parity fixtures (tests/fixtures/parity, derived from ../shared/parity by
-scripts/make_parity_fixtures.py): deterministic weights, inputs, and reference samples."""
+"""Shared test helpers (test modules import this one, never each other): small models, inputs and
+outputs for the model tests; and the parity fixtures (tests/fixtures/parity, derived from
+../shared/parity by scripts/make_parity_fixtures.py): deterministic weights, inputs, reference samples."""
 
 from __future__ import annotations
 
@@ -13,6 +14,22 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from safetensors.torch import load_file
+
+from hrformer.config import HRFORMER_T
+
+# One module per stage, one block per branch: every building block of HRFormer-T, 3-4x cheaper.
+SMALL = HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
+# The heads the quick tests build (the OCR head has its own tests: tests/test_segmentation.py).
+QUICK_HEADS = ["classification", "pose", "segmentation", None]
+# A fixed 64x64 image.
+X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def outputs(model, x: torch.Tensor) -> List[torch.Tensor]:
+    """``model(x)`` without autograd, as a list: a head's output or a backbone's maps."""
+    with torch.no_grad():
+        out = model(x)
+    return out if isinstance(out, list) else [out]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "parity"
 SHARED_PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"

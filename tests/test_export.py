@@ -9,13 +9,9 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.config import HRFORMER_T
 from hrformer.heads import HEADS
 from hrformer.profiling import profile
-
-# Every building block once (one module per stage, one block per branch): tracing and exporting the
-# full HRFormer-T costs 3-4x the time and exercises nothing more.
-SMALL = HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
+from parity import SMALL  # every block once: tracing the full HRFormer-T costs 3-4x, tests no more
 
 
 def _fused_pair(head, **kwargs):

@@ -14,14 +14,7 @@ import hrformer
 from hrformer.fast import kernels
 from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
 from hrformer.layers import ConvNormAct, LocalWindowAttention
-
-HEADS = ["classification", "pose", "segmentation", None]
-
-
-def _outputs(model, x):
-    with torch.no_grad():
-        out = model(x)
-    return out if isinstance(out, list) else [out]
+from parity import QUICK_HEADS, outputs
 
 
 @pytest.fixture(params=[True, False], ids=["kernels", "public-ops"])
@@ -32,13 +25,13 @@ def fast_path(request):
     kernels.set_fast_path(previous)
 
 
-@pytest.mark.parametrize("name, head", [("hrformer_t", h) for h in HEADS] + [("hrformer_t_hrnet", "classification")])
+@pytest.mark.parametrize("name, head", [("hrformer_t", h) for h in QUICK_HEADS] + [("hrformer_t_hrnet", "classification")])
 def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn):
     torch.manual_seed(0)
     model = randomise_bn(hrformer.create_model(name, head=head, **head_kwargs(head, 10)).eval())
     fused = copy.deepcopy(model).fuse_for_inference()
     x = torch.randn(1, 3, 61, 45)
-    for ref, out in zip(_outputs(model, x), _outputs(fused, x)):
+    for ref, out in zip(outputs(model, x), outputs(fused, x)):
         assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
@@ -66,13 +59,13 @@ def test_non_finite_input_reaches_the_output_in_every_mode(head, bad, head_kwarg
 
     with torch.inference_mode():
         inference = {"inference_mode": as_list(model(x)), "fused inference_mode": as_list(fused(x))}
-    results = {"eval": as_list(model(x)), "no_grad": _outputs(model, x), "fused": _outputs(fused, x), **inference}
+    results = {"eval": as_list(model(x)), "no_grad": outputs(model, x), "fused": outputs(fused, x), **inference}
     for mode, outs in results.items():
         assert all(not torch.isfinite(o).all() for o in outs), f"{mode}: a non-finite input gave finite outputs"
     # All-NaN image: every output value is NaN, fused or not.
     nan = torch.full_like(x, float("nan"))
     for m in (model, fused):
-        assert all(torch.isnan(o).all() for o in _outputs(m, nan))
+        assert all(torch.isnan(o).all() for o in outputs(m, nan))
 
 
 @pytest.mark.parametrize("value, enabled", [("0", False), ("off", False), ("1", True)])
@@ -100,11 +93,11 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
     monkeypatch.setattr(kernels, "_verified", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = _outputs(fused, x)
-        _outputs(fused, x)
+        out = outputs(fused, x)
+        outputs(fused, x)
     messages = [str(w.message) for w in caught if "self-check" in str(w.message)]
     assert len(messages) == 1 and "conv_act" in messages[0]
-    ref = _outputs(model, x)
+    ref = outputs(model, x)
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 

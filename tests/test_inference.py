@@ -10,15 +10,7 @@ import torch
 
 import hrformer
 from hrformer import HRFormer
-from hrformer.config import HRFORMER_T
-
-HEADS = ["classification", "pose", "segmentation", None]
-
-
-def _outputs(model, x):
-    with torch.no_grad():
-        out = model(x)
-    return out if isinstance(out, list) else [out]
+from parity import QUICK_HEADS, SMALL, outputs
 
 
 @pytest.mark.slow  # 2-3 minutes of compilation on 2 cores
@@ -27,7 +19,7 @@ def test_compiled_equals_eager_without_graph_breaks():
     attention, FFN, up- and down-sampling fusion, head) in one module per stage: compiling the full
     HRFormer-T takes minutes on 2 cores; ``benchmarks/`` compiles the full T/S/B with fullgraph."""
     torch.manual_seed(0)
-    model = HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="pose").eval()
+    model = HRFormer(SMALL, head="pose").eval()
     compiled = torch.compile(model, fullgraph=True)  # fullgraph: a graph break is an error
     x = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
@@ -41,7 +33,7 @@ def test_frozen_compile_of_the_fused_model_equals_eager():
     import torch._inductor.config as inductor_config
 
     torch.manual_seed(0)
-    model = HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="pose").eval()
+    model = HRFormer(SMALL, head="pose").eval()
     fused = copy.deepcopy(model).fuse_for_inference()
     x = torch.randn(1, 3, 64, 48)
     with inductor_config.patch(freezing=True), torch.no_grad():
@@ -49,14 +41,14 @@ def test_frozen_compile_of_the_fused_model_equals_eager():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", QUICK_HEADS)
 def test_bf16_autocast_is_finite_and_close(head):
     torch.manual_seed(0)
     model = hrformer.create_model("hrformer_t", head=head).eval()
     x = torch.randn(2, 3, 64, 48)
-    ref = _outputs(model, x)
+    ref = outputs(model, x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = _outputs(model, x)
+        out = outputs(model, x)
     for r, o in zip(ref, out):
         assert torch.isfinite(o).all()
         assert (o.float() - r).abs().max() <= 0.1 * r.abs().max()  # bf16 keeps ~3 significant digits
@@ -64,8 +56,8 @@ def test_bf16_autocast_is_finite_and_close(head):
 
 @pytest.mark.slow  # the fused classification model is exported in the default suite (test_export.py)
 def test_torch_export_backbone():
-    model = HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head=None).eval()
+    model = HRFormer(SMALL, head=None).eval()
     x = torch.randn(1, 3, 64, 48)
     program = torch.export.export(model, (x,))
-    for ref, out in zip(_outputs(model, x), program.module()(x)):
+    for ref, out in zip(outputs(model, x), program.module()(x)):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

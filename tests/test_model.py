@@ -3,12 +3,17 @@ training helpers and clear errors, for every registered model."""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 import hrformer
+from hrformer.layers import LocalWindowAttention
 from hrformer.weights import CheckpointLayoutError
 from hrformer.profiling import count_params
 
@@ -111,6 +116,56 @@ def test_ablation_options_build_and_run():
     no_dw = hrformer.create_model("hrformer_t", ffn_dw=False)
     assert not any("ffn.dw." in n for n, _ in no_dw.named_parameters())
     assert count_params(no_dw) < count_params(hrformer.create_model("hrformer_t"))
+
+
+@pytest.mark.parametrize("option", ["shift_windows", "mask_padding"])
+def test_window_options_reach_every_block_and_change_the_maps(option):
+    """The option set on create_model arrives in every attention block (shifted windows: the odd
+    blocks, by half a window) and changes every map of an input whose maps all need window padding
+    (64x48: 16x12, 8x6, 4x3, 2x2 with 7x7 windows); the fused model keeps it."""
+    kwargs = dict(head=None, modules=(1, 1, 1, 1), blocks=2)  # two blocks: one shifted
+    torch.manual_seed(0)
+    off = hrformer.create_model("hrformer_t", **kwargs).eval()
+    on = hrformer.create_model("hrformer_t", **kwargs, **{option: True}).eval()
+    on.load_state_dict(off.state_dict())
+    window = on.config.window_size
+    for model, enabled in ((off, False), (on, True)):
+        attns = {n: m for n, m in model.named_modules() if isinstance(m, LocalWindowAttention)}
+        assert len(attns) == 2 * (2 + 3 + 4)
+        for name, attn in attns.items():
+            odd_block = int(name.split(".")[-2]) % 2 == 1
+            shift = window // 2 if enabled and option == "shift_windows" and odd_block else 0
+            assert (attn.shift_size, attn.mask_padding) == (shift, enabled and option == "mask_padding"), name
+    x = torch.randn(1, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref, out, fused = off(x), on(x), copy.deepcopy(on).fuse_for_inference()(x)
+    for r, o, f in zip(ref, out, fused):
+        assert (o - r).abs().max() > 1e-3 * r.abs().max(), f"{option}=True left a map unchanged"
+        assert (f - o).abs().max() <= 1e-5 * o.abs().max()
+
+
+def test_readme_dotted_names_resolve():
+    """Every `hrformer.a.b` the README names is importable as written (``hrformer.profile`` is the
+    function, ``hrformer.profiling`` the module)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    names = set(re.findall(r"`(hrformer(?:\.[A-Za-z_]\w*)+)", readme))
+    assert "hrformer.profiling.paper_pose_gflops" in names
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        obj = importlib.import_module("hrformer")
+        for depth, part in enumerate(parts[1:], start=2):
+            if not hasattr(obj, part):
+                try:
+                    importlib.import_module(".".join(parts[:depth]))
+                except ImportError:
+                    pass
+            if not hasattr(obj, part):
+                missing.append(name)
+                break
+            obj = getattr(obj, part)
+    assert not missing, f"the README names what does not exist: {missing}"
+    assert callable(hrformer.profile) and callable(hrformer.profiling.paper_pose_gflops)
 
 
 def test_drop_path_schedule_is_linear_over_transformer_blocks():

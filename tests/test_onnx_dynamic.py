@@ -12,15 +12,13 @@ import torch
 import hrformer
 from hrformer import HRFormer
 from hrformer.cli import main
-from hrformer.config import HRFORMER_T
 from hrformer.export import compare_onnx
 from hrformer.heads import HEADS
+from parity import SMALL  # every building block, exported in ~2 s on 2 cores
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-# One module per stage, one block: every building block, exported in ~2 s on 2 cores.
-SMALL = HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
 # Traced at 64x48; run at sizes whose maps at strides 4/8/16/32 are none of them multiples of 7
 # (23x15, 12x8, 6x4, 3x2 and 30x22, 15x11, 8x6, 4x3), an odd size, and batch 2.
 EXPORT_SIZE = (64, 48)

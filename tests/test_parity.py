@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.weights import convert_original
+from hrformer.weights import convert_original, detect_layout
 from parity import (
     SHARED_PARITY,
+    TOL,
     VARIANTS,
     manifest,
     original_state_dict,
@@ -22,8 +23,6 @@ from parity import (
     run_outputs,
     split_name,
 )
-
-TOL = 1e-5  # relative to max|ref|, as in ../shared/parity/README.md
 
 
 def test_fixtures_present():
@@ -36,9 +35,8 @@ def test_parity(variant):
     sd = original_state_dict(variant)
     model = hrformer.from_original(sd)
     assert not model.training
-    _, kwargs = convert_original(sd)
-    assert kwargs["layout"] == layout
-    assert kwargs["name"] == arch
+    assert detect_layout(sd) == layout
+    assert convert_original(sd)[1]["name"] == arch
     errors = {}
     for size in manifest(variant)["sizes"]:
         outs = run_outputs(model, parity_input(size))
