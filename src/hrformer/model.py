@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Set, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import nn
 
 from .config import HRFormerConfig
 from .fast import fuse_for_inference
-from .features import FeatureInfo
+from .features import FeatureInfo, feature_take_indices
 from .heads import HEADS, Head
 from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
 
@@ -81,9 +81,7 @@ class HRFormer(nn.Module):
         self.stage2, self.stage3, self.stage4 = stages
 
         self.out_indices = tuple(range(cfg.num_outputs)) if out_indices is None else tuple(out_indices)
-        self.feature_info = FeatureInfo(
-            [{"num_chs": cfg.channels[i], "reduction": 4 * 2**i, "module": f"stage4.{i}"} for i in self.out_indices]
-        )
+        self.feature_info = self._feature_info(self.out_indices)
         maps = cfg.channels[: cfg.num_outputs]
         self.head: Optional[Head] = (
             head_type(maps, num_outputs, drop_rate=drop_rate) if head_type is not None else None
@@ -144,6 +142,80 @@ class HRFormer(nn.Module):
         if self.head.needs_output_size:
             head_kwargs.setdefault("output_size", (x.shape[-2], x.shape[-1]))  # traced as shape ops
         return self.forward_head(feats, **head_kwargs)
+
+    # ------------------------------------------------------------------ timm's feature API
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, Sequence[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[List[torch.Tensor], List[torch.Tensor]]]:
+        """timm's feature extraction: the intermediates are the maps :meth:`forward_features` returns
+        (strides 4, 8, 16, 32), chosen by ``indices`` (None: all; int n: the last n; a sequence:
+        those positions, negative from the end), in ascending order.
+
+        Returns ``intermediates`` (a list of (B, C_i, H_i, W_i)) when ``intermediates_only``, else
+        ``(forward_features(x), intermediates)``: the features before any head, as timm. All maps
+        come out of the last stage's fusion, so ``stop_early`` saves nothing; HRFormer has no final
+        norm, so ``norm`` is accepted and changes nothing (as timm's models without one).
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r}: HRFormer's maps are NCHW only; pass output_fmt='NCHW'")
+        take, _ = feature_take_indices(self.config.num_outputs, indices)
+        feats = self.forward_features(x)
+        intermediates = [feats[i] for i in take]
+        return intermediates if intermediates_only else (feats, intermediates)
+
+    def prune_intermediate_layers(
+        self,
+        indices: Union[int, Sequence[int]] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> List[int]:
+        """timm's pruning for :meth:`forward_intermediates`: returns the kept map positions.
+
+        ``prune_head=True`` removes the head: the model becomes a backbone whose ``forward`` returns
+        the kept maps (``out_indices`` and ``feature_info`` follow). No layer is removed: every map
+        comes out of the last stage's fusion. ``prune_norm`` changes nothing (there is no final norm).
+        """
+        take, _ = feature_take_indices(self.config.num_outputs, indices)
+        if prune_head:
+            self.head = None
+            self.drop_rate = 0.0  # the head's dropout went with it
+            self.num_features = self.config.channels[0]
+            self.out_indices = tuple(take)
+            self.feature_info = self._feature_info(self.out_indices)
+        return take
+
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """Parameter-name patterns for layer-wise learning rates, as timm's ``group_matcher``
+        (``timm.optim.param_groups_layer_decay`` or :func:`hrformer.optim.param_groups_layer_decay`).
+
+        ``stem``: the stem and stage 1 (one group). ``blocks``: coarse, one group per stage 2-4;
+        fine, each stage's transition, then per multi-resolution module one group per block depth
+        (the parallel branches' k-th blocks together), the module's fusion joining its last block.
+        Unmatched parameters (the head) form the last group.
+        """
+        if coarse:
+            return {"stem": r"^stem\.|^stage1\.", "blocks": r"^stage(\d+)\."}
+        return {
+            "stem": r"^stem\.|^stage1\.",
+            "blocks": [
+                (r"^stage(\d+)\.transition\.", (-1,)),  # before the stage's module 0
+                (r"^stage(\d+)\.hr_modules\.(\d+)\.branches\.\d+\.(\d+)\.", None),
+                (r"^stage(\d+)\.hr_modules\.(\d+)\.fusion\.", (99999,)),  # timm: joins the previous group
+            ],
+        }
+
+    def _feature_info(self, indices: Sequence[int]) -> FeatureInfo:
+        # Every map is an output of stage 4 (its last module's fusion), at position ``index``.
+        channels = self.config.channels
+        return FeatureInfo(
+            [{"num_chs": channels[i], "reduction": 4 * 2**i, "module": "stage4", "index": i} for i in indices]
+        )
 
     def _check_input(self, x: Any) -> None:
         if not isinstance(x, torch.Tensor):
