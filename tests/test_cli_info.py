@@ -31,15 +31,6 @@ def test_info_unknown_model_is_a_clear_error(capsys):
     assert "Unknown model 'hrformer_x'" in capsys.readouterr().err
 
 
-def test_module_entry_point_runs():
-    result = subprocess.run(
-        [sys.executable, "-m", "hrformer", "info", "hrformer_t", "--input-size", "32", "32"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "32x32" in result.stdout
-
-
 # ---------------------------------------------------------------- constants, speed, version, imports
 import pytest  # noqa: E402
 
@@ -89,8 +80,8 @@ def test_info_without_names_profiles_and_builds_nothing(monkeypatch, capsys):
     def forbidden(*args, **kwargs):
         raise AssertionError("hrformer info must print constants")
 
-    monkeypatch.setattr("hrformer.cli.profile", forbidden)
-    monkeypatch.setattr("hrformer.cli.create_model", forbidden)
+    monkeypatch.setattr("hrformer.cli.info.profile", forbidden)
+    monkeypatch.setattr("hrformer.cli.info.create_model", forbidden)
     assert main([]) == 0
     assert "13.308" in capsys.readouterr().out
 
@@ -102,7 +93,7 @@ def test_info_tag_uses_the_tags_head_and_input_size(monkeypatch, capsys):
         seen.append((model.head_type, size))
         return hrformer.Profile(params=1, macs=1, macs_by_op={"conv": 1, "linear": 0, "attention": 0})
 
-    monkeypatch.setattr("hrformer.cli.profile", fake_profile)
+    monkeypatch.setattr("hrformer.cli.info.profile", fake_profile)
     assert main(["info", "hrformer_s.coco_384x288"]) == 0
     assert main(["info", "hrformer_t.in1k", "--head", "pose"]) == 0  # head given: its usual input size
     assert seen == [("pose", (384, 288)), ("pose", (256, 192))]

@@ -75,10 +75,10 @@ def check_output(path: str, flag: str, suffixes: Optional[Sequence[str]] = None,
     """An output path that will be writable: a known extension, not a directory, its folder an
     existing writable directory (``make_dirs``: the nearest existing ancestor is writable)."""
     out = Path(path)
-    if suffixes is not None and out.suffix.lower() not in suffixes:
-        fail(f"{flag} {path}: unknown extension {out.suffix or '(none)'!r}; use {', '.join(suffixes)}")
     if out.is_dir():
         fail(f"{flag} {path}: is a directory; give a file name")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        fail(f"{flag} {path}: unknown extension {out.suffix or '(none)'!r}; use {', '.join(suffixes)}")
     parent = out.parent
     if make_dirs:
         while not parent.exists() and parent != parent.parent:

@@ -19,9 +19,9 @@ MIN_OPSET, MAX_OPSET = 14, 20
 
 
 def _check_onnxruntime() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
         fail("hrformer export checks the file in ONNX Runtime, which is not installed: pip install onnxruntime "
              "(in pip install 'hrformer[test]'), or skip the check with --no-verify")
 

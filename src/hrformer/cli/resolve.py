@@ -96,6 +96,19 @@ def _check_head_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str
              f"({getattr(model.head, 'num_outputs', '?')} outputs): the file has {has}")
 
 
+def _check_saved_architecture(saved: Mapping[str, Any], arch_name: str, path: str) -> None:
+    """A saved model named with ``--model ARCH --weights DIR`` must be that architecture."""
+    from ..factory import get_model_entry, split_model_name
+
+    held = str(saved.get("architecture") or "")
+    arch = split_model_name(arch_name)[0]
+    channels = tuple(saved.get("config", {}).get("channels") or ())
+    expected = tuple(get_model_entry(arch).config.channels)
+    if held and split_model_name(held)[0] != arch or channels and channels != expected:
+        what = held or "a model with channels " + "/".join(map(str, channels))
+        fail(f"{path} holds {'a ' + held + ' model' if held else what} (its config.json), not {arch_name}")
+
+
 def _architecture(name: str) -> Tuple[str, str]:
     from ..factory import get_model_entry, split_model_name
 
@@ -120,17 +133,17 @@ def load_file(path: str, arch_name: Optional[str] = None, head: Any = DEFAULT_HE
         fail(f"{path}: a directory without an hrformer config.json, not a model saved by hrformer.save_pretrained")
     if saved is not None:
         held = str(saved.get("architecture") or "")
-        if arch_name and held and held.split(".")[0] != arch_name.split(".")[0]:
-            fail(f"{path} holds a {held} model (its config.json), not {arch_name}")
+        if arch_name:
+            _check_saved_architecture(saved, arch_name, path)
         with user_errors(path):
             model = hrformer.from_pretrained(path, **_head_kwargs(head))
         untrained_head = head != DEFAULT_HEAD and head != saved.get("model_kwargs", {}).get("head")
         return Resolved(model, f"{path} (saved {held or 'model'})", True, untrained_head)
-    _, sd, layout = read_original(path)
+    checkpoint, sd, layout = read_original(path)
     arch, tag = _architecture(arch_name) if arch_name else ("", "")
     if layout != "hrformer":
         with user_errors(path):
-            model = hrformer.from_original(path, arch=arch or None, **_head_kwargs(head))
+            model = hrformer.from_original(checkpoint, arch=arch or None, **_head_kwargs(head))
         return Resolved(model, f"{path} ({layout} checkpoint)", True, head not in (DEFAULT_HEAD, model.head_type))
     if not arch:
         fail(f"{path}: weights in hrformer's layout without a config.json beside them; name the architecture "
@@ -143,7 +156,9 @@ def load_file(path: str, arch_name: Optional[str] = None, head: Any = DEFAULT_HE
 
         kwargs[HEADS[held].output_arg] = n
     with user_errors(path):
-        model = hrformer.create_model(arch_name, pretrained=path, **kwargs)
+        model = hrformer.create_model(arch_name, **kwargs)
+        hrformer.load_weights(model, sd, source=path)  # the tensors already read, not the file again
+    model.eval()
     untrained_head = head not in (DEFAULT_HEAD, held)
     if not untrained_head and model.head is not None:
         _check_head_fits(model, sd, path)
@@ -197,7 +212,7 @@ def load_model(
                  f"{kind}) or give --weights FILE")
         with user_errors(what):
             model = hrformer.create_model(source, pretrained=bool(tag), **_head_kwargs(head))
-        tag_head = getattr(model.pretrained_cfg, "model_kwargs", {}).get("head") if tag else None
+        tag_head = getattr(getattr(model, "pretrained_cfg", None), "model_kwargs", {}).get("head") if tag else None
         resolved = Resolved(model.eval(), source if tag else f"{source} (untrained)", bool(tag),
                             bool(tag) and head != DEFAULT_HEAD and head != tag_head)
     if task is not None:
