@@ -50,10 +50,10 @@ def test_convert_arch_override_and_errors(tmp_path, capsys):
     src = tmp_path / "original.pth"
     torch.save(original_state_dict("official_cls_hrt_tiny"), src)
     assert main(["convert", str(src), str(tmp_path / "out"), "--arch", "hrformer_s"]) == 2
-    err = capsys.readouterr().err  # the file holds T, the model is S: both named
-    assert err.count("\n") == 1 and "holds hrformer_t" in err and "hrformer_s" in err
+    err = capsys.readouterr().err  # one line naming the layout and the model asked for
+    assert err.count("\n") == 1 and err.startswith("error: ") and "official_cls layout" in err and "hrformer_s" in err
     assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "out")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
