@@ -93,6 +93,8 @@ def run_case(name: str, threads: int) -> Dict[str, Any]:
         if "dtype" not in inspect.signature(model.fuse_for_inference).parameters:
             return {"skipped": "fuse_for_inference has no dtype argument (bf16 inference not available)"}
         model.fuse_for_inference(dtype=torch.bfloat16)
+    if variant != "reference":  # fuse_for_inference leaves its new submodules in training mode (reported)
+        model.eval()
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
     rss_before = _status_mb("VmRSS")
     wall, cpu = time.perf_counter(), time.process_time()
