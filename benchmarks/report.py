@@ -1,6 +1,7 @@
 """Markdown tables from the JSON that ``benchmarks.run`` and ``benchmarks.gpu`` write.
 
     python -m benchmarks.report benchmarks/results/cpu_main.json [more.json ...]
+    python -m benchmarks.report --ratios FILE.json      # speed-up of each mode over the reference
 
 Every list-valued section of each file becomes one table (its rows' keys are the columns), so the
 figures in ``benchmarks/RESULTS.md`` are pasted from measurements, never typed by hand.
@@ -27,6 +28,21 @@ def markdown_table(rows: List[Dict[str, Any]], drop: tuple = ()) -> str:
     return "\n".join(lines)
 
 
+def ratio_table(rows: List[Dict[str, Any]]) -> str:
+    """One line per (model, dtype, size, batch): the reference's median ms, then each mode's speed-up
+    over it (same run), e.g. ``| hrformer_t | fp32 | 256x192 | 1 | 268.1 | 1.67 | 3.21 |``."""
+    modes = [m for m in dict.fromkeys(r["mode"] for r in rows) if m != "reference"]
+    lines = ["| model | dtype | size | batch | original ms | " + " | ".join(modes) + " |",
+             "|" + "---|" * (5 + len(modes))]
+    keys = dict.fromkeys((r["model"], r["dtype"], r["size"], r["batch"]) for r in rows)
+    for key in keys:
+        group = {r["mode"]: r for r in rows if (r["model"], r["dtype"], r["size"], r["batch"]) == key}
+        ref = group.get("reference", {}).get("ms", "")
+        cells = [_cell(group[m]["speedup_vs_reference"]) if m in group else "" for m in modes]
+        lines.append("| " + " | ".join([*map(str, key), _cell(ref), *cells]) + " |")
+    return "\n".join(lines)
+
+
 def report(path: str) -> str:
     with open(path) as f:
         data = json.load(f)
@@ -41,7 +57,14 @@ def report(path: str) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
+    ap.add_argument("--ratios", action="store_true",
+                    help="only the speed-up of every mode over the reference, one line per model and batch")
     args = ap.parse_args(argv)
+    if args.ratios:
+        for p in args.files:
+            with open(p) as f:
+                print(f"### {p}\n\n{ratio_table(json.load(f)['inference'])}\n")
+        return 0
     print("\n".join(report(p) for p in args.files))
     return 0
 

@@ -82,3 +82,12 @@ def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path, t
         assert 0 < r["required_ms"] < r["wall_ms"] and r["convolution_ms"] > 0 and r["attention_ms"] > 0
         # The bound assumes free glue, so it is never below the measured speed-up.
         assert r["bound_vs_reference"] >= r["speedup_vs_reference"]
+
+
+def test_ratio_table_has_one_line_per_model_and_batch():
+    rows = [{"model": "hrformer_t", "mode": m, "dtype": "fp32", "size": "256x192", "batch": b, "ms": ms,
+             "speedup_vs_reference": sp}
+            for b in (1, 8) for m, ms, sp in (("reference", 200.0, 1.0), ("fused", 100.0, 2.0), ("openvino", 50.0, 4.0))]
+    lines = report.ratio_table(rows).splitlines()
+    assert lines[0] == "| model | dtype | size | batch | original ms | fused | openvino |"
+    assert lines[2:] == ["| hrformer_t | fp32 | 256x192 | 1 | 200 | 2 | 4 |", "| hrformer_t | fp32 | 256x192 | 8 | 200 | 2 | 4 |"]
