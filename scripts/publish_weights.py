@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 import hrformer
-from hrformer.weights.layouts import convert_original, load_state_dict_strict
+from hrformer.weights.loading import load_state_dict_strict, read_weights
 from hrformer.weights.hub import download_url
 from hrformer.weights.pretrained import PretrainedCfg
 
@@ -49,8 +49,8 @@ def _check_registry(cfg: PretrainedCfg, layout: str, inferred: Dict[str, object]
 
 
 def publish(cfg: PretrainedCfg, source: str, out: str, push: bool) -> None:
-    sd, inferred = convert_original(source)
-    layout = inferred.pop("layout")
+    checkpoint = read_weights(source)
+    sd, inferred, layout = checkpoint.state_dict, checkpoint.implied, checkpoint.layout
     problems = _check_registry(cfg, layout, inferred)
     if problems:
         raise PublishError(f"{source} does not hold what the registry describes: " + "; ".join(problems))

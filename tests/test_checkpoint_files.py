@@ -77,7 +77,7 @@ def test_our_own_layout(suffix, tmp_path):
 def test_pickle_that_needs_code_is_refused_and_runs_nothing(tmp_path):
     path, sentinel = tmp_path / "evil.pth", tmp_path / "code-ran"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "payload": RunsCodeWhenUnpickled(sentinel)}, path)
-    with pytest.raises(hrformer.CheckpointReadError, match="refused, unpickling it would run Python code") as e:
+    with pytest.raises(hrformer.CheckpointReadError, match="refused as unsafe, unpickling it would run Python code") as e:
         hrformer.create_model("hrformer_t", pretrained=path)
     assert "_run_code" in str(e.value) and "weights_only=True" in str(e.value)
     assert "weights_only=False" not in str(e.value)  # not torch's advice to run the code

@@ -9,19 +9,29 @@ like any new ``nn.Module``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+
+from torch import nn
 
 from .config import ARCHS, CONFIG_FIELDS, ConfigError, HRFormerConfig
 from .heads import HEADS
+from .keypoints import COCO_KEYPOINTS
 from .model import HRFormer
 from .weights import hub
-from .weights.files import PathLike
-from .weights.layouts import convert_original, load_state_dict_strict
-from .weights.loading import load_pretrained, load_weights
-from .keypoints import COCO_KEYPOINTS
+from .weights.files import CheckpointError, CheckpointLayoutError, PathLike
+from .weights.layouts import LAYOUT_CHANNEL_ORDER
+from .weights.loading import (
+    Checkpoint,
+    fetch_pretrained,
+    load_checkpoint,
+    local_weights_path,
+    read_weights,
+    unwrap_model,
+)
 from .weights.pretrained import PretrainedCfg, get_pretrained_cfg, list_pretrained, pretrained_tags
 
 HF_HUB_PREFIX = hub.HF_HUB_PREFIX
@@ -90,20 +100,31 @@ def find_architecture(config: HRFormerConfig) -> Optional[str]:
     return next((name for name, entry in _MODELS.items() if _shape(entry.config) == shape), None)
 
 
-def list_models(pattern: Union[str, Sequence[str]] = "", pretrained: bool = False) -> List[str]:
-    """Registered model names matching a wildcard ``pattern`` (or any of several).
+def _patterns(pattern: Union[str, Sequence[str]]) -> List[str]:
+    return [p for p in ([pattern] if isinstance(pattern, str) else pattern) if p]
+
+
+def list_models(
+    pattern: Union[str, Sequence[str]] = "",
+    pretrained: bool = False,
+    exclude_filters: Union[str, Sequence[str]] = "",
+) -> List[str]:
+    """Registered model names matching a wildcard ``pattern`` (or any of several) and none of
+    ``exclude_filters``, as timm's ``list_models``.
 
     With ``pretrained=True`` lists the ``arch.tag`` names that have weights (see
     :mod:`hrformer.weights.pretrained`).
     """
-    if pretrained:
-        return list_pretrained(pattern)
-    patterns = [p for p in ([pattern] if isinstance(pattern, str) else pattern) if p]
-    names = sorted(_MODELS)
-    return [n for n in names if not patterns or any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    names = list_pretrained(pattern) if pretrained else sorted(
+        n for n in _MODELS if not _patterns(pattern) or any(fnmatch.fnmatchcase(n, p) for p in _patterns(pattern)))
+    excluded = _patterns(exclude_filters)
+    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
 
 
 # --------------------------------------------------------------------------- the one builder
+_HEAD_ARGS = frozenset({"head"} | {h.output_arg for h in HEADS.values()})
+
+
 def _build(
     name: str,
     config: HRFormerConfig,
@@ -113,17 +134,17 @@ def _build(
     out_indices: Optional[Sequence[int]] = None,
     head_defaults: bool = True,
 ) -> HRFormer:
-    """The model ``name`` from ``config``, with ``defaults`` (from a pretrained tag or a saved
-    config) overridden by the user's ``kwargs``. Keyword arguments that are :class:`HRFormerConfig`
-    fields change the architecture; the rest go to :class:`HRFormer`. With ``head_defaults`` (a
-    registered architecture, not a saved config) the head's original-code defaults
-    (``Head.config_defaults``) fill the config fields that neither sets."""
+    """The model ``name`` from ``config``, with ``defaults`` (from a pretrained tag, a checkpoint or
+    a saved config) overridden by the user's ``kwargs``. Keyword arguments that are
+    :class:`HRFormerConfig` fields change the architecture; the rest go to :class:`HRFormer`. With
+    ``head_defaults`` (a registered architecture, not a saved config) the head's original-code
+    defaults (``Head.config_defaults``) fill the config fields that neither sets."""
     merged = {**defaults, **kwargs}
     arch_changes = {k: merged.pop(k) for k in list(merged) if k in CONFIG_FIELDS}
     head = merged.get("head", "classification")
     head_type = HEADS.get(head) if isinstance(head, str) else None
     if features_only:
-        # The head named (by the tag or the user) still sets the backbone's original-code defaults.
+        # The head named (by the tag, the weights or the user) still sets the backbone's defaults.
         given = sorted(k for k in kwargs if k in _HEAD_OUTPUT_ARGS)
         if given:
             raise ValueError(
@@ -144,6 +165,58 @@ def _build(
         raise ConfigError(f"create_model({name!r}): {e}") from None
 
 
+def _weights_defaults(weights_kwargs: Dict[str, Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The keyword arguments that come with a set of weights (tag, checkpoint, saved config),
+    without their head when the user asks for another head type: the backbone keeps the weights'
+    semantics, the new head its own outputs and last-stage layout."""
+    if "head" in kwargs and kwargs["head"] != weights_kwargs.get("head", "classification"):
+        return {k: v for k, v in weights_kwargs.items() if k not in _HEAD_ARGS and k != "multiscale_output"}
+    return weights_kwargs
+
+
+def _requested_adjustments(kwargs: Dict[str, Any], features_only: bool) -> Set[str]:
+    """What the user asked to differ from the weights, and so may be adjusted while loading
+    (see :mod:`hrformer.weights.loading`); anything else that does not fit is an error."""
+    allow = set()
+    if features_only or any(k in kwargs for k in _HEAD_ARGS):
+        allow.add("head")
+    if "in_chans" in kwargs:
+        allow.add("in_chans")
+    if "window_size" in kwargs:
+        allow.add("window")
+    return allow
+
+
+def _create(
+    name: str,
+    config: HRFormerConfig,
+    base_cfg: Optional[PretrainedCfg],
+    checkpoint: Optional[Checkpoint],
+    kwargs: Dict[str, Any],
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
+    head_defaults: bool = True,
+    saved_kwargs: Optional[Dict[str, Any]] = None,
+) -> HRFormer:
+    """Every entry point ends here: build the model the weights imply (``base_cfg``: a tag or saved
+    pretrained config; ``checkpoint``: the weights read; ``saved_kwargs``: a saved model's
+    arguments) as changed by the user's ``kwargs``, set its pretrained config, load the weights
+    adjusting only what the user asked for. Loaded models come in eval mode."""
+    defaults: Dict[str, Any] = dict(saved_kwargs or (base_cfg.model_kwargs if base_cfg else {}))
+    if checkpoint is not None:
+        defaults.update({k: v for k, v in checkpoint.implied.items() if k != "name"})
+    model = _build(name, config, _weights_defaults(defaults, kwargs), kwargs, features_only, out_indices,
+                   head_defaults)
+    if saved_kwargs is not None and base_cfg is not None and not _requested_adjustments(kwargs, features_only):
+        model.pretrained_cfg = base_cfg  # a saved model's own config, as written
+    else:
+        model.pretrained_cfg = _pretrained_cfg_for(name, model, base_cfg, checkpoint.layout if checkpoint else None)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, allow=_requested_adjustments(kwargs, features_only))
+        model.eval()
+    return model
+
+
 def build_model(name: str, features_only: bool = False, out_indices: Optional[Sequence[int]] = None,
                 **kwargs: Any) -> HRFormer:
     """An untrained registered architecture (no pretrained tag, no weights)."""
@@ -158,23 +231,56 @@ def _create_saved(
     revision: Optional[str],
     cache_dir: Optional[PathLike],
     kwargs: Dict[str, Any],
+    checkpoint_path: Optional[PathLike] = None,
 ) -> HRFormer:
-    weights, config_path = hub.resolve_saved(source, revision, cache_dir, weights=load)
+    weights, config_path = hub.resolve_saved(source, revision, cache_dir, weights=load and checkpoint_path is None)
     saved = hub.read_config(config_path)
     name = saved.get("architecture") or os.fspath(source)
     config = HRFormerConfig.from_dict(saved["config"], source=f"{config_path} ('config')")
+    saved_cfg = saved.get("pretrained_cfg")
+    if checkpoint_path is not None:
+        weights = local_weights_path(checkpoint_path)
+    checkpoint = read_weights(weights) if weights is not None else None
     try:
-        model = _build(name, config, dict(saved["model_kwargs"]), kwargs, features_only, out_indices,
-                       head_defaults=False)
+        return _create(name, config, PretrainedCfg.from_dict(saved_cfg) if saved_cfg else None, checkpoint, kwargs,
+                       features_only, out_indices, head_defaults=False, saved_kwargs=dict(saved["model_kwargs"]))
     except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
         raise type(e)(f"{config_path} ('model_kwargs' or arguments): {e}") from None
-    pretrained_cfg = saved.get("pretrained_cfg")
-    model.pretrained_cfg = PretrainedCfg.from_dict(pretrained_cfg) if pretrained_cfg else default_pretrained_cfg(
-        name, model)
-    if weights is not None:
-        load_weights(model, weights)
-        model.eval()
-    return model
+
+
+def _fits(cfg: PretrainedCfg, model: HRFormer) -> bool:
+    """Whether ``cfg`` describes ``model``'s head (a backbone fits any: it is the weights' backbone)."""
+    return model.head is None or (
+        cfg.model_kwargs.get("head") == model.head_type and cfg.num_classes == model.head.num_outputs)
+
+
+def _pretrained_cfg_for(name: str, model: HRFormer, base: Optional[PretrainedCfg], layout: Optional[str]
+                        ) -> PretrainedCfg:
+    """The pretrained config of a new model: ``base`` (the tag's or saved one) when it fits the
+    model's head; else the registered weights of the same architecture, layout and head; else the
+    head's defaults with the preprocessing of ``base`` or of the checkpoint's layout."""
+    arch = find_architecture(model.config) or split_model_name(name)[0]
+    order = LAYOUT_CHANNEL_ORDER.get(layout or "")
+    if base is not None and _fits(base, model):
+        cfg = base
+    elif base is not None and base.model_kwargs.get("head") == model.head_type:
+        # Same head, other size (fine-tuning): the weights' preprocessing, without the per-output metadata.
+        cfg = dataclasses.replace(
+            base, model_kwargs={**base.model_kwargs, model.head.output_arg: model.head.num_outputs},
+            keypoint_info=None, class_names=None,
+            notes=f"{base.notes}; head resized to {model.head.num_outputs} outputs".lstrip("; "),
+        )
+    else:
+        registered = _matching_pretrained_cfg(arch, model, layout) if layout not in (None, "hrformer") else None
+        if registered is not None:
+            return registered
+        cfg = default_pretrained_cfg(arch, model)
+        if base is not None:
+            cfg = dataclasses.replace(cfg, mean=base.mean, std=base.std, channel_order=base.channel_order,
+                                      notes=f"backbone weights of {base.name}, new {model.head_type or 'no'} head")
+    return dataclasses.replace(cfg, channel_order=order) if order and cfg.channel_order != order else cfg
 
 
 def default_pretrained_cfg(name: str, model: HRFormer) -> PretrainedCfg:
@@ -196,11 +302,42 @@ def default_pretrained_cfg(name: str, model: HRFormer) -> PretrainedCfg:
     )
 
 
-def resolve_data_config(model: HRFormer) -> Dict[str, Any]:
-    """``input_size``, ``interpolation``, ``mean``, ``std`` and ``crop_pct`` of the model's
-    pretrained config, as timm's ``resolve_model_data_config``."""
-    cfg = getattr(model, "pretrained_cfg", None) or default_pretrained_cfg("", model)
-    return {key: cfg[key] for key in ("input_size", "interpolation", "mean", "std", "crop_pct")}
+_DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def resolve_data_config(
+    args: Optional[Union[Mapping[str, Any], nn.Module]] = None,
+    pretrained_cfg: Optional[Mapping[str, Any]] = None,
+    model: Optional[nn.Module] = None,
+    use_test_size: bool = False,
+    verbose: bool = False,
+) -> Dict[str, Any]:
+    """``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct`` and ``crop_mode`` of a
+    model's pretrained config, as timm's ``resolve_data_config`` (``args``: a mapping whose
+    non-None entries override, e.g. ``{"input_size": (3, 384, 288)}``) and
+    ``resolve_model_data_config`` (``resolve_data_config(model)``). ``use_test_size`` takes a
+    segmentation tag's ``test_size``."""
+    if isinstance(args, nn.Module):
+        if model is not None:
+            raise TypeError("resolve_data_config: give the model once (positionally or as model=)")
+        model, args = args, None
+    if args is not None and not isinstance(args, Mapping):
+        raise TypeError(f"resolve_data_config: args must be a mapping (or the model), got {type(args).__name__}")
+    if pretrained_cfg is None:
+        if model is None:
+            raise TypeError("resolve_data_config needs a model or a pretrained_cfg")
+        model = unwrap_model(model)
+        pretrained_cfg = getattr(model, "pretrained_cfg", None) or default_pretrained_cfg("", model)
+    config = {key: pretrained_cfg.get(key) for key in _DATA_KEYS}
+    config["crop_mode"] = config["crop_mode"] or "center"
+    if use_test_size and pretrained_cfg.get("test_size"):
+        config["input_size"] = (config["input_size"][0], *pretrained_cfg["test_size"])
+    for key in _DATA_KEYS:
+        if args and args.get(key) is not None:
+            config[key] = tuple(args[key]) if isinstance(args[key], list) else args[key]
+    if verbose:
+        print("Data processing configuration:", ", ".join(f"{k}={v}" for k, v in config.items()))
+    return config
 
 
 # --------------------------------------------------------------------------- entry points
@@ -224,10 +361,13 @@ def create_model(
     ``pretrained=True`` loads the weights of the tag (a bare ``arch`` picks its default tag) from the
     Hugging Face Hub (``revision``, ``cache_dir``), else from the original release URL.
     ``pretrained="path"`` or ``checkpoint_path="path"`` loads a local file instead (.safetensors or
-    .pth; hrformer, official or mmpose layout). Loading is strict; a different head size or head type
-    (``num_classes``, ``num_keypoints``, ``head``, ``features_only``) leaves the head initialised and
-    ``in_chans != 3`` adapts the first convolution, both logged on the ``hrformer`` logger. A model
-    with loaded weights comes in eval mode, an untrained one in train mode.
+    .pth; hrformer, official or mmpose layout). The weights decide the model: the head and outputs
+    they hold (unless you name others) and, for an original layout, its code's semantics and
+    preprocessing. Loading is strict except for what you ask to differ: another head or size
+    (``head``, ``num_classes``, ``num_keypoints``, ``features_only``: the backbone loads, the head is
+    new), ``in_chans`` (first convolution adapted) and ``window_size`` (position tables resized),
+    each reported as a warning on the ``hrformer`` logger. A model with loaded weights comes in eval
+    mode, an untrained one in train mode.
 
     Keyword arguments: :class:`HRFormer`'s (``head``, ``num_classes``...) and the
     :class:`HRFormerConfig` fields (``window_size=13``, ``ffn_dw=False``...); an unknown one is an error.
@@ -247,21 +387,17 @@ def create_model(
             )
         checkpoint_path, pretrained = pretrained, False
     if name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
-        load = pretrained and checkpoint_path is None
-        model = _create_saved(name, load, features_only, out_indices, revision, cache_dir, kwargs)
-        if checkpoint_path is not None:
-            load_weights(model, checkpoint_path)
-            model.eval()
-        return model
+        return _create_saved(name, pretrained or checkpoint_path is not None, features_only, out_indices, revision,
+                             cache_dir, kwargs, checkpoint_path)
     arch, tag = split_model_name(name)
     entry = get_model_entry(arch)  # an unknown name fails here, with suggestions
     cfg = get_pretrained_cfg(arch, tag) if tag or (pretrained and checkpoint_path is None) else None
-    model = _build(name, entry.config, dict(cfg.model_kwargs) if cfg else {}, kwargs, features_only, out_indices)
-    model.pretrained_cfg = cfg or default_pretrained_cfg(arch, model)
-    if pretrained or checkpoint_path is not None:
-        load_pretrained(model, cfg, checkpoint_path, revision, cache_dir)
-        model.eval()
-    return model
+    checkpoint = None
+    if checkpoint_path is not None:
+        checkpoint = read_weights(local_weights_path(checkpoint_path))
+    elif pretrained:
+        checkpoint = read_weights(*fetch_pretrained(cfg, revision, cache_dir))
+    return _create(name, entry.config, cfg, checkpoint, kwargs, features_only, out_indices)
 
 
 def from_pretrained(
@@ -275,8 +411,9 @@ def from_pretrained(
 ) -> HRFormer:
     """Rebuild a model written by :func:`save_pretrained` / :func:`push_to_hub`, in eval mode: a
     local directory (or its ``.safetensors`` file), or a Hub repository (``org/name``,
-    ``hf-hub:org/name@revision``). ``kwargs`` change constructor arguments, with the same head /
-    ``in_chans`` rules as :func:`create_model`."""
+    ``hf-hub:org/name@revision``). Strict: a config that does not fit the weights is an error.
+    ``kwargs`` change constructor arguments, with the same head / ``in_chans`` rules as
+    :func:`create_model`."""
     return _create_saved(source, True, features_only, out_indices, revision, cache_dir, kwargs)
 
 
@@ -285,18 +422,18 @@ def from_original(
     arch: Optional[str] = None,
     **overrides: Any,
 ) -> HRFormer:
-    """Build the model an original checkpoint describes (architecture, head, semantics) and load it
-    strictly, in eval mode. ``arch`` forces a registered architecture; ``overrides`` change
-    constructor arguments that do not affect the weights (e.g. ``mask_padding``)."""
-    sd, kwargs = convert_original(checkpoint)
-    layout = kwargs.pop("layout")
-    name = arch or kwargs.pop("name")
-    kwargs.pop("name", None)
-    model = _build(name, get_model_entry(name).config, kwargs, overrides)
-    name = find_architecture(model.config) or name  # e.g. hrformer_b + window 15 -> hrformer_b_w15
-    model.pretrained_cfg = _matching_pretrained_cfg(name, model, layout) or default_pretrained_cfg(name, model)
-    load_state_dict_strict(model, sd, source=f"{layout} checkpoint")
-    return model.eval()
+    """Build the model an original checkpoint describes (architecture, head, semantics,
+    preprocessing) and load it strictly, in eval mode: ``create_model(arch, pretrained=checkpoint)``
+    with the architecture read from the file. ``arch`` forces a registered architecture;
+    ``overrides`` change constructor arguments, with :func:`create_model`'s rules."""
+    loaded = read_weights(checkpoint)
+    if loaded.layout == "hrformer":
+        raise CheckpointLayoutError(
+            f"{loaded.source} already uses hrformer's own key names; load it with hrformer.from_pretrained (a saved "
+            "directory) or hrformer.create_model(arch, pretrained=path)"
+        )
+    name = arch or loaded.implied["name"]
+    return _create(name, get_model_entry(name).config, None, loaded, overrides)
 
 
 def _matching_pretrained_cfg(name: str, model: HRFormer, layout: str) -> Optional[PretrainedCfg]:
@@ -324,12 +461,17 @@ def model_config(model: HRFormer, pretrained_cfg: Optional[PretrainedCfg] = None
     }
 
 
-def _check_savable(model: HRFormer) -> None:
+def _savable(model: nn.Module) -> HRFormer:
+    """The HRFormer to save (wrappers such as DataParallel removed), or an error saying why not."""
+    model = unwrap_model(model)
+    if not isinstance(model, HRFormer):
+        raise TypeError(f"expected an hrformer.HRFormer (or a wrapper of one), got {type(model).__name__}")
     if getattr(model, "is_fused", False):
         raise ValueError(
             "this model was fused for inference (BatchNorm folded into the convolutions): its state dict no longer "
             "matches the architecture. Save the unfused model and fuse it after loading."
         )
+    return model
 
 
 def save_pretrained(
@@ -338,7 +480,13 @@ def save_pretrained(
     """Write ``model.safetensors`` and ``config.json`` into the directory ``path`` (or the weights to
     ``path`` itself when it ends in ``.safetensors``); returns both paths. ``pretrained_cfg``
     defaults to ``model.pretrained_cfg``. A fused model is refused."""
-    _check_savable(model)
+    if os.path.splitext(os.fspath(path))[1] in hub.TORCH_SUFFIXES:
+        raise ValueError(
+            f"save_pretrained({os.fspath(path)!r}): writes model.safetensors + config.json into a directory (or a "
+            "'.safetensors' file with config.json beside it), not a pickle; pass a directory, or use "
+            "torch.save(model.state_dict(), path) for a bare .pth"
+        )
+    model = _savable(model)
     return hub.write_saved(path, model.state_dict(), model_config(model, pretrained_cfg))
 
 
@@ -353,7 +501,7 @@ def push_to_hub(
 ) -> Any:
     """Publish the files :func:`save_pretrained` writes (plus a model card) to a Hub repository,
     creating it if needed. Returns the commit info of ``HfApi.upload_folder``."""
-    _check_savable(model)
+    model = _savable(model)
     task = model.head.pipeline_tag if model.head is not None else "image-feature-extraction"
     return hub.upload_saved(repo_id, model.state_dict(), model_config(model, pretrained_cfg), task, revision,
                             private, token, commit_message)

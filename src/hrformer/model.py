@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 import torch
 from torch import nn
 
-from .config import HRFormerConfig
+from .config import HRFormerConfig, is_int, is_number
 from .fast import fuse_for_inference
 from .features import FeatureInfo, feature_take_indices
-from .heads import HEADS, Head
+from .heads import Head, resolve_head
 from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
 
 class HRFormer(nn.Module):
@@ -49,9 +49,8 @@ class HRFormer(nn.Module):
         norm_eval: bool = False,
     ) -> None:
         super().__init__()
-        head_type = _head_type(head)
-        num_outputs = _head_outputs(head_type, num_classes, num_keypoints)
-        _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices)
+        head_type, num_outputs = resolve_head(head, num_classes, num_keypoints)
+        _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices, norm_eval)
         self.config = config
         self.in_chans = in_chans
         self.drop_rate = drop_rate
@@ -323,41 +322,19 @@ def _autocast_on(x: torch.Tensor) -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
-def _head_type(head: Optional[str]):
-    if head is None:
-        return None
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {sorted(HEADS)} or None, got {head!r}")
-    return HEADS[head]
-
-
-def _head_outputs(head_type, num_classes: Optional[int], num_keypoints: Optional[int]) -> int:
-    given = {"num_classes": num_classes, "num_keypoints": num_keypoints}
-    for arg, value in given.items():
-        if value is None:
-            continue
-        if head_type is None or arg != head_type.output_arg:
-            owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
-            raise ValueError(f"{arg}={value} does not apply to {owner}")
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{arg} must be a non-negative integer, got {value!r}")
-    if head_type is None:
-        return 0
-    value = given[head_type.output_arg]
-    return head_type.default_outputs if value is None else value
-
-
-def _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices) -> None:
-    if not isinstance(in_chans, int) or in_chans <= 0:
+def _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices,
+                norm_eval) -> None:
+    if not is_int(in_chans) or in_chans <= 0:
         raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    for name, rate in (("drop_path_rate", drop_path_rate), ("drop_rate", drop_rate)):
+        if not is_number(rate) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+    if not isinstance(norm_eval, bool):
+        raise ValueError(f"norm_eval must be True or False (a bool, not a string or number), got {norm_eval!r}")
     if drop_rate and (head_type is None or not head_type.has_dropout):
         owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
         raise ValueError(f"drop_rate={drop_rate} does not apply to {owner} (it has no dropout)")
-    if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+    if not is_int(frozen_stages) or not -1 <= frozen_stages <= 4:
         raise ValueError(f"frozen_stages must be -1 (nothing) or 0..4, got {frozen_stages!r}")
     if head_type is not None and config.num_outputs < head_type.maps_needed:
         raise ValueError(
@@ -373,7 +350,7 @@ def _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_s
         if len(set(indices)) != len(indices):
             raise ValueError(f"out_indices {indices} repeats a map")
         for i in indices:
-            if not isinstance(i, int) or not 0 <= i < config.num_outputs:
+            if not is_int(i) or not 0 <= i < config.num_outputs:
                 why = (" (multiscale_output=False: the single-scale last stage, as in the pose models, computes only "
                        "the stride-4 map; build with multiscale_output=True for the others)"
                        if not config.multiscale_output else "")

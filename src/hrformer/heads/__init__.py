@@ -1,6 +1,8 @@
 """Task heads on top of the HRFormer backbone, by name (``create_model(head=...)``)."""
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Dict, Mapping, Optional, Tuple, Type
+
+import torch
 
 from .base import Head
 from .classification import ClassificationHead
@@ -31,4 +33,14 @@ def resolve_head(
     return head_type, head_type.default_outputs if value is None else head_type.check_outputs(value)
 
 
-__all__ = ["HEADS", "resolve_head", "ClassificationHead", "Head", "OCRHead", "PoseHead", "SegmentationHead"]
+def head_in_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Tuple[Optional[str], int]:
+    """(head name, number of outputs) of the head a state dict (our key names) holds; (None, 0)
+    when it holds none."""
+    for name, head_type in HEADS.items():
+        found = head_type.outputs_in(state_dict)
+        if found is not None:
+            return name, found
+    return None, 0
+
+
+__all__ = ["HEADS", "head_in_state_dict", "resolve_head", "ClassificationHead", "Head", "OCRHead", "PoseHead", "SegmentationHead"]

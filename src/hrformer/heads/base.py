@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -51,6 +51,13 @@ class Head(nn.Module):
             why = "" if cls.min_outputs == 0 else f" (head={cls.task!r} needs at least one output map)"
             raise ValueError(f"{cls.output_arg} must be {what} integer{why}, got {value!r}")
         return value
+
+    @classmethod
+    def outputs_in(cls, state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+        """The number of outputs of this head in a state dict (our key names), or None when the
+        state dict does not hold this head."""
+        weight = state_dict.get(f"head.{cls.classifier_name}.weight")
+        return int(weight.shape[0]) if weight is not None else None
 
     def get_classifier(self) -> nn.Module:
         return getattr(self, self.classifier_name)

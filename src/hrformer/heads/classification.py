@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -29,6 +29,13 @@ class ClassificationHead(Head):
     classifier_name = "fc"
     min_outputs = 0
     config_defaults = {"upsample_mode": "nearest", "multiscale_output": True}
+
+    @classmethod
+    def outputs_in(cls, state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+        found = super().outputs_in(state_dict)
+        if found is None and any(k.startswith("head.incre.") for k in state_dict):
+            return 0  # num_classes=0: the head without its linear layer
+        return found
 
     def __init__(
         self, in_chs: Sequence[int], num_outputs: int = 1000, drop_rate: float = 0.0, num_features: int = 2048

@@ -25,7 +25,7 @@ bilinear ``align_corners=True`` interpolation, as the original does.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,11 @@ class OCRHead(Head):
     classifier_name = "cls"
     needs_output_size = True
     config_defaults = {"upsample_mode": "nearest", "multiscale_output": True}
+
+    @classmethod
+    def outputs_in(cls, state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get("head.cls.main.weight")
+        return int(weight.shape[0]) if weight is not None else None
 
     def __init__(self, in_chs: Sequence[int], num_outputs: int = 19, drop_rate: float = 0.0) -> None:
         super().__init__()

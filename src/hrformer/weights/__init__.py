@@ -4,11 +4,11 @@ and loading state dicts into a model. Nothing here builds a model (that is :mod:
 from .files import CheckpointError, CheckpointLayoutError, CheckpointReadError, read_checkpoint, unwrap_state_dict
 from .hub import WeightsUnavailableError
 from .layouts import LAYOUTS, convert_original, detect_layout
-from .loading import load_pretrained, load_weights
+from .loading import Checkpoint, fetch_pretrained, load_checkpoint, load_weights, read_weights
 from .pretrained import PretrainedCfg, get_pretrained_cfg, list_pretrained, register_pretrained
 
 __all__ = [
     "LAYOUTS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "PretrainedCfg",
     "WeightsUnavailableError", "convert_original", "detect_layout", "get_pretrained_cfg", "list_pretrained",
-    "load_pretrained", "load_weights", "read_checkpoint", "register_pretrained", "unwrap_state_dict",
+    "Checkpoint", "fetch_pretrained", "load_checkpoint", "load_weights", "read_weights", "read_checkpoint", "register_pretrained", "unwrap_state_dict",
 ]

@@ -57,6 +57,41 @@ def _torch_load(path: str) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+_DATA_MODULES = ("torch", "collections", "numpy", "_codecs")
+
+
+def _code_globals(path: str) -> List[str]:
+    """The callables a plain (non-zip) pickle file names outside torch / collections / numpy: what
+    unpickling it would import and may run. The opcodes are only read, never executed."""
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return []
+    found, strings = set(), []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings.append(arg)
+                elif op.name == "GLOBAL":
+                    found.add(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.add(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # not a pickle, or damaged after the part that names callables
+        pass
+    return sorted(g for g in found if not g.startswith(tuple(m + "." for m in _DATA_MODULES)))
+
+
+def _refused(path: str, needed: List[str]) -> CheckpointReadError:
+    return CheckpointReadError(
+        f"{path}: refused as unsafe, unpickling it would run Python code ({', '.join(needed)}). "
+        "hrformer reads .pth files with torch.load(weights_only=True) only, which runs no code from the "
+        "file. Ask for the weights as .safetensors, or re-save only the state dict's tensors where you can "
+        "vouch for the file's origin."
+    )
+
+
 def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
     """The object stored in a checkpoint file, read without executing code from it.
 
@@ -76,19 +111,22 @@ def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
     try:
         return _torch_load(path)
     except pickle.UnpicklingError as e:
-        needed = re.findall(r"GLOBAL (\S+)", str(e))
-        if "weights only load failed" not in str(e).lower() or not needed:
-            raise CheckpointReadError(f"{path}: corrupt or truncated checkpoint ({e})") from None
-        raise CheckpointReadError(
-            f"{path}: refused, unpickling it would run Python code ({', '.join(sorted(set(needed)))}). "
-            "hrformer reads .pth files with torch.load(weights_only=True) only, which runs no code from the "
-            "file. Ask for the weights as .safetensors, or re-save only the state dict's tensors where you can "
-            "vouch for the file's origin."
-        ) from None
+        needed = sorted(set(re.findall(r"GLOBAL (\S+)", str(e)))) or _code_globals(path)
+        if needed:
+            raise _refused(path, needed) from None
+        raise CheckpointReadError(f"{path}: corrupt or truncated checkpoint ({_first_line(e)})") from None
     except Exception as e:
+        needed = _code_globals(path)
+        if needed:
+            raise _refused(path, needed) from None
         raise CheckpointReadError(
             f"{path}: not a readable PyTorch checkpoint, corrupt or truncated ({type(e).__name__}: {e})"
         ) from None
+
+
+def _first_line(error: Exception) -> str:
+    """torch's own first sentence, without its advice to turn ``weights_only`` off."""
+    return str(error).split(". In PyTorch 2.6")[0].splitlines()[0]
 
 
 def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:

@@ -8,10 +8,13 @@ import http.client
 import json
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -21,6 +24,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})(?:_\d+)?\.[A-Za-z0-9]+$")
 
@@ -34,6 +38,42 @@ def is_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+_REACHABLE: Dict[str, Tuple[bool, float]] = {}
+PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(endpoint: Optional[str] = None, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (name lookup
+    included), remembered for a minute. Without a network ``hf_hub_download`` retries for ~25 s
+    before it falls back to the cache; one probe instead fails in well under a second. With a
+    proxy configured the Hub is assumed reachable (the proxy decides)."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = endpoint or constants.ENDPOINT
+    known = _REACHABLE.get(endpoint)
+    if known is not None and time.monotonic() - known[1] < 60:
+        return known[0]
+    url = urllib.parse.urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: List[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    probe = threading.Thread(target=connect, daemon=True)  # a thread bounds the name lookup too
+    probe.start()
+    probe.join(timeout)
+    reachable = bool(result and result[0])
+    _REACHABLE[endpoint] = (reachable, time.monotonic())
+    return reachable
 
 
 def split_hub_id(hub_id: str) -> Tuple[str, Optional[str]]:
@@ -65,9 +105,11 @@ def download_hub_file(
         RevisionNotFoundError,
     )
 
+    local_only = not is_offline() and not hub_reachable()
     try:
         return hf_hub_download(repo_id, filename, revision=revision, library_name="hrformer",
-                               cache_dir=None if cache_dir is None else os.fspath(cache_dir))
+                               cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+                               local_files_only=local_only)
     except LocalEntryNotFoundError:  # before EntryNotFoundError, its base class
         reason = ("not in the local cache, and offline mode is on (HF_HUB_OFFLINE=1)" if is_offline() else
                   "not in the local cache, and the Hub could not be reached (is this machine offline?)")
@@ -153,7 +195,7 @@ def looks_local(text: str) -> bool:
     suffix or a backslash, or is not of the Hub's ``org/name`` form."""
     return (
         text.startswith((".", "/", "~")) or "\\" in text or text.count("/") != 1
-        or Path(text).suffix in (".safetensors", ".json", ".pth", ".pt", ".bin")
+        or Path(text).suffix in (".safetensors", ".json") + TORCH_SUFFIXES
     )
 
 

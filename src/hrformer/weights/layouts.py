@@ -28,17 +28,20 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from ..config import ARCHS, HRFormerConfig
 from .files import CheckpointLayoutError, StateDict, read_checkpoint, unwrap_state_dict
 
-__all__ = ["LAYOUTS", "convert_original", "detect_layout", "infer_model_kwargs", "load_state_dict_strict",
+__all__ = ["LAYOUTS", "LAYOUT_CHANNEL_ORDER", "convert_original", "detect_layout", "infer_model_kwargs",
            "rename_original_key"]
 
 LAYOUTS = ("official_cls", "official_pose", "official_seg", "mmpose", "hrformer")
+# The channel order each original code feeds its network where it is not RGB: the official
+# segmentation data loader reads images with cv2 (BGR) and normalises them in that order.
+LAYOUT_CHANNEL_ORDER = {"official_seg": "BGR"}
 
 # The official segmentation net's head modules (seg/lib/models/nets/hrt.py), all present in its files.
 _SEG_HEAD_PREFIXES = ("conv3x3.", "aux_head.", "ocr_distri_head.", "cls_head.")
@@ -77,96 +80,77 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
 
 
 # --------------------------------------------------------------------------- renaming
-_BN_OR_CONV = ("conv", "bn")
+# Index -> name inside the original nn.Sequential containers: (conv, bn), a depth-wise separable
+# (dw conv, dw bn, pw conv, pw bn), the FFN's named layers.
+_CONV_BN = ("conv", "bn")
 _SEPARABLE = ("dw.conv", "dw.bn", "pw.conv", "pw.bn")
 _FFN = {"fc1": "fc1.conv", "norm1": "fc1.bn", "dw3x3": "dw.conv", "norm2": "dw.bn", "fc2": "fc2.conv",
         "norm3": "fc2.bn"}
+_SEG_CBR = {"conv3x3": "bottleneck", "aux_head": "aux"}
+_OCR_PART = {"f_pixel": "pixel", "f_object": "object", "f_down": "down", "f_up": "up"}
+_BLOCK = r"stage(\d)\.(\d+)\.branches\.(\d+)\.(\d+)\."
+_OCR = r"ocr_distri_head\.object_context_block\."
 
 
-def _rename_block(rest: str) -> Optional[str]:
-    m = re.fullmatch(r"attn\.attn\.(\w+)(\.\w+)?", rest)
-    if m:
-        name, tail = m.group(1), m.group(2) or ""
-        if name == "relative_position_index":
-            return None
-        if name == "relative_position_bias_table":
-            return "attn.relative_position_bias_table"
-        if name in ("out_proj", "proj"):
-            return f"attn.proj{tail}"
-        if name == "qkv":
-            return f"attn.qkv{tail}"
-        if name in ("q_proj", "k_proj", "v_proj"):
-            return f"attn.{name}{tail}"  # merged into qkv afterwards
-    m = re.fullmatch(r"(?:mlp|ffn)\.(\w+)\.(\w+)", rest)
-    if m and m.group(1) in _FFN:
-        return f"ffn.{_FFN[m.group(1)]}.{m.group(2)}"
-    if re.fullmatch(r"norm[12]\.\w+", rest):
-        return rest
-    return rest  # left as is: reported as unexpected when loading
+def _block(m: "re.Match[str]") -> str:
+    return f"stage{m[1]}.hr_modules.{m[2]}.branches.{m[3]}.{m[4]}"
 
 
-_OCR_BRANCH = {"f_pixel": "pixel", "f_object": "object"}
-_OCR_SINGLE = {"f_down": "down", "f_up": "up"}
-
-
-def _rename_seg_head(key: str) -> Optional[str]:
-    """The official OCR head's keys (``nn.Sequential(conv, nn.Sequential(BN, ReLU), ...)``) -> ours."""
-    m = re.fullmatch(r"(conv3x3|aux_head)\.([01])\.(?:0\.)?(\w+)", key)
-    if m:
-        return f"head.{'bottleneck' if m[1] == 'conv3x3' else 'aux'}.{_BN_OR_CONV[int(m[2])]}.{m[3]}"
-    m = re.fullmatch(r"aux_head\.2\.(\w+)", key)
-    if m:
-        return f"head.cls.aux.{m[1]}"
-    m = re.fullmatch(r"cls_head\.(\w+)", key)
-    if m:
-        return f"head.cls.main.{m[1]}"
-    m = re.fullmatch(r"ocr_distri_head\.object_context_block\.(f_pixel|f_object)\.([0-3])\.(?:0\.)?(\w+)", key)
-    if m:
-        i = int(m[2])
-        return f"head.object_context.{_OCR_BRANCH[m[1]]}.{i // 2}.{_BN_OR_CONV[i % 2]}.{m[3]}"
-    m = re.fullmatch(r"ocr_distri_head\.object_context_block\.(f_down|f_up)\.([01])\.(?:0\.)?(\w+)", key)
-    if m:
-        return f"head.object_context.{_OCR_SINGLE[m[1]]}.{_BN_OR_CONV[int(m[2])]}.{m[3]}"
-    m = re.fullmatch(r"ocr_distri_head\.conv_bn_dropout\.([01])\.(?:0\.)?(\w+)", key)
-    if m:
-        return f"head.fuse.{_BN_OR_CONV[int(m[1])]}.{m[2]}"
-    return None
-
-
-def rename_original_key(key: str) -> Optional[str]:
-    """Map one original key (``backbone.`` stripped) to ours; ``None`` drops it."""
-    if key.startswith(_SEG_HEAD_PREFIXES):
-        return _rename_seg_head(key) or key  # an unknown one is reported as unexpected when loading
-    rules: List[Tuple[str, Any]] = [
+# The one rename table, original key (``backbone.`` stripped) -> ours, first match wins; a rule
+# returning None drops the key; a key no rule matches is kept as is (reported as unexpected).
+_RENAMES: Tuple[Tuple["re.Pattern[str]", Callable[["re.Match[str]"], Optional[str]]], ...] = tuple(
+    (re.compile(pattern), rename) for pattern, rename in (
+        # stem, stage 1, transitions
         (r"conv([12])\.(.+)", lambda m: f"stem.conv{m[1]}.conv.{m[2]}"),
         (r"bn([12])\.(.+)", lambda m: f"stem.conv{m[1]}.bn.{m[2]}"),
         (r"layer1\.(\d+)\.conv(\d)\.(.+)", lambda m: f"stage1.{m[1]}.conv{m[2]}.conv.{m[3]}"),
         (r"layer1\.(\d+)\.bn(\d)\.(.+)", lambda m: f"stage1.{m[1]}.conv{m[2]}.bn.{m[3]}"),
-        (r"layer1\.(\d+)\.downsample\.([01])\.(.+)", lambda m: f"stage1.{m[1]}.downsample.{_BN_OR_CONV[int(m[2])]}.{m[3]}"),
+        (r"layer1\.(\d+)\.downsample\.([01])\.(.+)", lambda m: f"stage1.{m[1]}.downsample.{_CONV_BN[int(m[2])]}.{m[3]}"),
         (r"transition(\d)\.(\d+)\.(\d+)\.([01])\.(.+)",
-         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.{m[3]}.{_BN_OR_CONV[int(m[4])]}.{m[5]}"),
+         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.{m[3]}.{_CONV_BN[int(m[4])]}.{m[5]}"),
         (r"transition(\d)\.(\d+)\.([01])\.(.+)",
-         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.0.{_BN_OR_CONV[int(m[3])]}.{m[4]}"),
-        (r"stage(\d)\.(\d+)\.branches\.(\d+)\.(\d+)\.(.+)",
-         lambda m: (lambda r: None if r is None else f"stage{m[1]}.hr_modules.{m[2]}.branches.{m[3]}.{m[4]}.{r}")(
-             _rename_block(m[5]))),
+         lambda m: f"stage{int(m[1]) + 1}.transition.branches.{m[2]}.0.{_CONV_BN[int(m[3])]}.{m[4]}"),
+        # transformer blocks: attention (q/k/v merged into qkv afterwards), FFN, the rest as is
+        (_BLOCK + r"attn\.attn\.relative_position_index", lambda m: None),
+        (_BLOCK + r"attn\.attn\.relative_position_bias_table", lambda m: f"{_block(m)}.attn.relative_position_bias_table"),
+        (_BLOCK + r"attn\.attn\.(?:out_proj|proj)\.(\w+)", lambda m: f"{_block(m)}.attn.proj.{m[5]}"),
+        (_BLOCK + r"attn\.attn\.(qkv|q_proj|k_proj|v_proj)\.(\w+)", lambda m: f"{_block(m)}.attn.{m[5]}.{m[6]}"),
+        (_BLOCK + r"(?:mlp|ffn)\.(" + "|".join(_FFN) + r")\.(\w+)", lambda m: f"{_block(m)}.ffn.{_FFN[m[5]]}.{m[6]}"),
+        (_BLOCK + r"(.+)", lambda m: f"{_block(m)}.{m[5]}"),
+        # fusion
         (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.(\d+)\.([0-3])\.(.+)",
          lambda m: f"stage{m[1]}.hr_modules.{m[2]}.fusion.paths.{m[3]}.{m[4]}.{m[5]}.{_SEPARABLE[int(m[6])]}.{m[7]}"),
         (r"stage(\d)\.(\d+)\.fuse_layers\.(\d+)\.(\d+)\.([01])\.(.+)",
-         lambda m: f"stage{m[1]}.hr_modules.{m[2]}.fusion.paths.{m[3]}.{m[4]}.{_BN_OR_CONV[int(m[5])]}.{m[6]}"),
+         lambda m: f"stage{m[1]}.hr_modules.{m[2]}.fusion.paths.{m[3]}.{m[4]}.{_CONV_BN[int(m[5])]}.{m[6]}"),
+        # classification head
         (r"incre_modules\.(\d+)\.0\.conv(\d)\.(.+)", lambda m: f"head.incre.{m[1]}.conv{m[2]}.conv.{m[3]}"),
         (r"incre_modules\.(\d+)\.0\.bn(\d)\.(.+)", lambda m: f"head.incre.{m[1]}.conv{m[2]}.bn.{m[3]}"),
         (r"incre_modules\.(\d+)\.0\.downsample\.([01])\.(.+)",
-         lambda m: f"head.incre.{m[1]}.downsample.{_BN_OR_CONV[int(m[2])]}.{m[3]}"),
+         lambda m: f"head.incre.{m[1]}.downsample.{_CONV_BN[int(m[2])]}.{m[3]}"),
         (r"downsamp_modules\.(\d+)\.([0-3])\.(.+)", lambda m: f"head.downsamp.{m[1]}.{_SEPARABLE[int(m[2])]}.{m[3]}"),
-        (r"final_layer\.([01])\.(.+)", lambda m: f"head.final.{_BN_OR_CONV[int(m[1])]}.{m[2]}"),
+        (r"final_layer\.([01])\.(.+)", lambda m: f"head.final.{_CONV_BN[int(m[1])]}.{m[2]}"),
         (r"classifier\.(.+)", lambda m: f"head.fc.{m[1]}"),
+        # pose head
         (r"(?:keypoint_head|head)\.final_layer\.(.+)", lambda m: f"head.conv.{m[1]}"),
-    ]
-    for pattern, build in rules:
-        m = re.fullmatch(pattern, key)
+        # OCR head: nn.Sequential(conv, nn.Sequential(BN, ReLU), ...) containers
+        (r"(conv3x3|aux_head)\.([01])\.(?:0\.)?(\w+)", lambda m: f"head.{_SEG_CBR[m[1]]}.{_CONV_BN[int(m[2])]}.{m[3]}"),
+        (r"aux_head\.2\.(\w+)", lambda m: f"head.cls.aux.{m[1]}"),
+        (r"cls_head\.(\w+)", lambda m: f"head.cls.main.{m[1]}"),
+        (_OCR + r"(f_pixel|f_object)\.([0-3])\.(?:0\.)?(\w+)",
+         lambda m: f"head.object_context.{_OCR_PART[m[1]]}.{int(m[2]) // 2}.{_CONV_BN[int(m[2]) % 2]}.{m[3]}"),
+        (_OCR + r"(f_down|f_up)\.([01])\.(?:0\.)?(\w+)",
+         lambda m: f"head.object_context.{_OCR_PART[m[1]]}.{_CONV_BN[int(m[2])]}.{m[3]}"),
+        (r"ocr_distri_head\.conv_bn_dropout\.([01])\.(?:0\.)?(\w+)", lambda m: f"head.fuse.{_CONV_BN[int(m[1])]}.{m[2]}"),
+    )
+)
+
+
+def rename_original_key(key: str) -> Optional[str]:
+    """Map one original key (``backbone.`` stripped) to ours; ``None`` drops it."""
+    for pattern, rename in _RENAMES:
+        m = pattern.fullmatch(key)
         if m:
-            return build(m)
+            return rename(m)
     return key
 
 
@@ -279,37 +263,4 @@ def convert_original(
     for k in [k for k in renamed if k.endswith(".running_var")]:
         counter = k[: -len("running_var")] + "num_batches_tracked"
         renamed.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    kwargs["layout"] = layout
     return renamed, kwargs
-
-
-def load_state_dict_strict(
-    model: torch.nn.Module,
-    sd: Mapping[str, torch.Tensor],
-    source: str = "checkpoint",
-    allow_missing: Collection[str] = (),
-) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists what is missing / unexpected / misshapen.
-
-    Keys in ``allow_missing`` may be absent from ``sd`` (they keep the model's values). Nothing is
-    loaded unless everything else matches.
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd and k not in allow_missing]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        def show(items: List[str]) -> str:
-            return ", ".join(items[:8]) + (f" ... (+{len(items) - 8} more)" if len(items) > 8 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches: {show(shapes)}")
-        raise CheckpointLayoutError(f"{source} does not match the model: " + "; ".join(parts))
-    model.load_state_dict(sd, strict=not any(k not in sd for k in allow_missing))
-

@@ -5,7 +5,7 @@ them. The first tag registered for an architecture is its default (``hrformer_s`
 ``hrformer_s.in1k``).
 
 Where ``pretrained=True`` finds the weights when no local file is given, in order (see
-:func:`hrformer.weights.load_pretrained`):
+:func:`hrformer.weights.fetch_pretrained`):
 
 1. ``hf_hub_id``: our converted ``model.safetensors`` on the Hugging Face Hub. **Not published yet**:
    the ``hrformer/...`` repositories are the planned locations (``scripts/publish_weights.py``).
@@ -38,12 +38,13 @@ class PretrainedCfg(Mapping):
 
     ``model_kwargs`` are the :func:`hrformer.create_model` arguments the weights were trained with
     (head and its size, relative position bias, fusion upsampling, single/multi-scale last stage).
-    ``layout`` is the key layout of the original file (see :data:`hrformer.convert.LAYOUTS`);
+    ``layout`` is the key layout of the original file (see :data:`hrformer.weights.LAYOUTS`);
     ``None`` means unknown, i.e. the entry is unverified. ``metrics`` are the numbers the original
     release reports, in percent (``imagenet_top1``, ``coco_val2017_ap``).
 
     Preprocessing: ``input_size`` (C, H, W), ``mean``/``std`` of [0, 1] inputs in ``channel_order``,
-    ``interpolation`` and ``crop_pct`` (classification: resize to ``H / crop_pct``, centre crop).
+    ``interpolation``, ``crop_pct`` and ``crop_mode`` (classification: resize the shorter side to
+    ``H / crop_pct``, centre crop).
     Pose tags add ``keypoint_info`` (names, skeleton, flip indices, OKS sigmas) and the heatmap
     ``decode_method`` they were evaluated with.
 
@@ -70,6 +71,7 @@ class PretrainedCfg(Mapping):
     notes: str = ""
     interpolation: str = "bilinear"
     crop_pct: float = 1.0
+    crop_mode: str = "center"
     channel_order: str = "RGB"
     keypoint_info: Optional[KeypointInfo] = None
     decode_method: Optional[str] = None
@@ -156,7 +158,13 @@ def pretrained_tags(architecture: str) -> List[str]:
 
 
 def get_pretrained_cfg(architecture: str, tag: str = "") -> PretrainedCfg:
-    """The weights ``architecture.tag``; an empty tag picks the default."""
+    """The weights ``architecture.tag`` (also given as one name, ``"hrformer_s.in1k"``, as timm's
+    ``get_pretrained_cfg``); an empty tag picks the default."""
+    if "." in architecture:
+        architecture, _, named = architecture.partition(".")
+        if tag and named != tag:
+            raise ValueError(f"two tags given: {architecture}.{named} and tag={tag!r}")
+        tag = named
     tags = pretrained_tags(architecture)
     if not tags:
         raise ValueError(f"no pretrained weights are registered for {architecture!r}; "
@@ -185,7 +193,7 @@ _SIZE_NAMES = {"hrformer_t": "tiny", "hrformer_s": "small", "hrformer_b": "base"
 def _official_cls(arch: str, top1: float, origin_url: str) -> PretrainedCfg:
     return PretrainedCfg(
         arch, "in1k", dict(_OFFICIAL_CLS), hf_hub_id=f"{HF_HUB_ORG}/{arch}.in1k", layout="official_cls",
-        origin_url=origin_url, metrics={"imagenet_top1": top1}, crop_pct=0.875,
+        origin_url=origin_url, metrics={"imagenet_top1": top1}, crop_pct=0.875, interpolation="bicubic",
         notes=f"official ImageNet-1k classifier (HRNet/HRFormer cls/configs/hrt/hrt_{_SIZE_NAMES[arch]}.yaml)",
     )
 
