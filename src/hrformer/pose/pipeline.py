@@ -145,9 +145,8 @@ def _box_sets(boxes: Any, n_images: int, batched: bool) -> List[Any]:
         return [boxes]
     if boxes is None:
         return [None] * n_images
-    if isinstance(boxes, Tensor) and boxes.dim() == 3 or type(boxes).__name__ == "ndarray" and boxes.ndim == 3:
-        sets = list(boxes)
-    elif isinstance(boxes, (list, tuple)):
+    stacked = isinstance(boxes, Tensor) or type(boxes).__name__ == "ndarray"
+    if (stacked and boxes.ndim == 3) or isinstance(boxes, (list, tuple)):  # (B, N, 4|5) or one set per image
         sets = list(boxes)
     else:
         raise ValueError(f"{n_images} images need one box set each: a list of {n_images} (N, 4) / (N, 5) sets "
