@@ -203,7 +203,7 @@ def _create(
     arguments) as changed by the user's ``kwargs``, set its pretrained config, load the weights
     adjusting only what the user asked for. Loaded models come in eval mode."""
     defaults: Dict[str, Any] = dict(saved_kwargs or (base_cfg.model_kwargs if base_cfg else {}))
-    if checkpoint is not None:
+    if checkpoint is not None and saved_kwargs is None:  # a saved config is the model, and must fit
         defaults.update({k: v for k, v in checkpoint.implied.items() if k != "name"})
     model = _build(name, config, _weights_defaults(defaults, kwargs), kwargs, features_only, out_indices,
                    head_defaults)
