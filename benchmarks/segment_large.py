@@ -107,6 +107,25 @@ def run_case(name: str, threads: int) -> Dict[str, Any]:
             "peak_rss_mb": round(_status_mb("VmHWM"))}
 
 
+def markdown(paths: List[str]) -> str:
+    """The measured cases of result files as one Markdown table (each file's CPU in its rows)."""
+    lines = ["| model | image | mode | weights | wall s | CPU s | RSS before MB | peak RSS MB | file |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for name, row in data["cases"].items():
+            if "wall_s" not in row:
+                lines.append(f"| {name} | | | | {row.get('skipped') or row.get('error')} | | | | {Path(path).name} |")
+                continue
+            mode = row["mode"] if row["mode"] == "whole" else \
+                f"slide {row['window']['crop_size'][0]}x{row['window']['crop_size'][1]} / {row['window']['stride'][0]}"
+            weights = {"reference": "fp32", "fused": "fused fp32", "bf16": "fused bf16"}[row["variant"]]
+            lines.append(f"| {row['arch']} + OCR | {row['size'][0]}x{row['size'][1]} | {mode} | {weights} | "
+                         f"{row['wall_s']:.1f} | {row['cpu_s']:.1f} | {row['rss_before_mb']} | {row['peak_rss_mb']} | "
+                         f"{Path(path).name} |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
@@ -115,8 +134,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=str(RESULTS / "cpu_segment_large.json"))
     p.add_argument("--resume", action="store_true", help="keep the cases already measured in --out, run the others")
     p.add_argument("--list", action="store_true", help="print the cases and exit")
+    p.add_argument("--markdown", nargs="+", metavar="JSON", help="print the cases of these result files as a "
+                   "Markdown table (for RESULTS.md) and exit")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.child:
         print(json.dumps(run_case(args.child, args.threads)))
         return 0

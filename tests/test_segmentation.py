@@ -5,9 +5,12 @@ registry, the multi-scale inference helper and the ``hrformer segment`` command.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -481,3 +484,15 @@ def test_readme_segmentation_example_runs(tmp_path, monkeypatch):
         assert labels.size == (160, 120)
         values = torch.frombuffer(bytearray(labels.tobytes()), dtype=torch.uint8).long().view(120, 160)
     assert torch.equal(values, result.labels)
+
+
+@pytest.mark.slow
+def test_large_image_in_sliding_windows_stays_under_2_5_gb():
+    """HRFormer-T + OCR on a 2000x3000 image with 1024x1024 windows: peak RSS of its own process
+    (``benchmarks/segment_large.py``'s case) under 2.5 GB (6.3 GB as one whole-image pass)."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.segment_large", "--child", "t_2000x3000_slide"],
+                          capture_output=True, text=True, cwd=root, check=True)
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["mode"] == "slide" and row["size"] == [2000, 3000]
+    assert row["peak_rss_mb"] < 2500, row
