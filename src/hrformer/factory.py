@@ -424,16 +424,30 @@ def from_original(
 ) -> HRFormer:
     """Build the model an original checkpoint describes (architecture, head, semantics,
     preprocessing) and load it strictly, in eval mode: ``create_model(arch, pretrained=checkpoint)``
-    with the architecture read from the file. ``arch`` forces a registered architecture;
-    ``overrides`` change constructor arguments, with :func:`create_model`'s rules."""
+    with the architecture read from the file. ``arch`` forces a registered architecture (or
+    ``arch.tag``); ``overrides`` change constructor arguments, with :func:`create_model`'s rules."""
     loaded = read_weights(checkpoint)
     if loaded.layout == "hrformer":
         raise CheckpointLayoutError(
             f"{loaded.source} already uses hrformer's own key names; load it with hrformer.from_pretrained (a saved "
             "directory) or hrformer.create_model(arch, pretrained=path)"
         )
-    name = arch or loaded.implied["name"]
-    return _create(name, get_model_entry(name).config, None, loaded, overrides)
+    return model_from_checkpoint(loaded, arch, **overrides)
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, name: Optional[str] = None, **kwargs: Any) -> HRFormer:
+    """The model a checkpoint already read (:func:`hrformer.weights.read_weights`) holds, loaded, in
+    eval mode. ``name`` (an architecture or ``arch.tag``) is needed for our own layout, whose files
+    do not say their architecture; an original layout's is read from the tensor shapes."""
+    name = name or checkpoint.implied.get("name")
+    if name is None:
+        raise CheckpointLayoutError(
+            f"{checkpoint.source}: weights in hrformer's own layout do not name their architecture; give it "
+            "(e.g. create_model('hrformer_t', pretrained=path)) or load the directory save_pretrained wrote"
+        )
+    arch, tag = split_model_name(name)
+    return _create(name, get_model_entry(arch).config, get_pretrained_cfg(arch, tag) if tag else None, checkpoint,
+                   kwargs)
 
 
 def _matching_pretrained_cfg(name: str, model: HRFormer, layout: str) -> Optional[PretrainedCfg]:

@@ -10,7 +10,7 @@ import torch
 
 from .errors import check_input, check_output, fail, user_errors
 from .formatting import fields
-from .resolve import CHECKPOINT_SUFFIXES, load_file, read_original
+from .resolve import CHECKPOINT_SUFFIXES, model_from_file, read_weights_file
 
 
 def _head_text(model: torch.nn.Module) -> str:
@@ -32,18 +32,19 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.dst, "DST", make_dirs=True)
     else:  # a directory, made if needed
         check_output(str(dst / "model.safetensors"), "DST", make_dirs=True)
-    _, sd, layout = read_original(args.src)
+    checkpoint = read_weights_file(args.src)
+    layout = checkpoint.layout
     if layout == "hrformer":
         fail(f"{args.src}: already in hrformer's layout; load it with hrformer.from_pretrained (with its config.json) "
              "or hrformer.create_model(NAME, pretrained=FILE)")
-    model = load_file(args.src, args.arch).model
+    model = model_from_file(checkpoint, args.arch).model
     with user_errors(f"DST {args.dst}"):
         weights, config = hrformer.save_pretrained(model, args.dst)
     reloaded = hrformer.from_pretrained(weights)
     ours, theirs = model.state_dict(), reloaded.state_dict()
     identical = ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())
     print(fields([
-        ["source", f"{args.src} ({layout} layout, {len(sd)} tensors)"],
+        ["source", f"{args.src} ({layout} layout, {len(checkpoint.state_dict)} tensors)"],
         ["architecture", f"{find_architecture(model.config) or 'unregistered'} "
                          f"(channels {'/'.join(map(str, model.config.channels))})"],
         ["head", _head_text(model)],

@@ -9,11 +9,12 @@
   beside it), or ``local-dir:PATH``: :func:`hrformer.from_pretrained`;
 * ``hf-hub:org/name[@revision]``: a model pushed with ``push_to_hub``;
 * an original checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` in the official or
-  mmpose layout): :func:`hrformer.from_original`, architecture and head read from the tensors.
+  mmpose layout): architecture, head and semantics read from the tensors.
 
 ``--weights FILE`` with an architecture or tag: FILE is any of the files above, or a state dict in
 hrformer's own layout without ``config.json`` (then the architecture comes from SOURCE and the head
-from the file's tensors).
+from the file's tensors). Files load through :func:`hrformer.factory.model_from_checkpoint`, the
+package's one loading path.
 """
 
 from __future__ import annotations
@@ -22,21 +23,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
-import torch
 from torch import nn
 
 from .errors import UserError, fail, one_line, user_errors
 
+if TYPE_CHECKING:
+    from ..weights import Checkpoint
+
 DEFAULT_HEAD = "default"
 SAVED_PREFIXES = ("hf-hub:", "local-dir:")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
-# Which head a state dict in hrformer's layout holds, told by its last layer (checked in order:
-# the OCR head's classifier is ``cls.main``, the plain segmentation head's ``cls``).
-_HEAD_PROBES = (("head.cls.main.weight", "ocr"), ("head.cls.weight", "segmentation"),
-                ("head.conv.weight", "pose"), ("head.fc.weight", "classification"))
-_TASK_HEADS = {"pose": ("pose",), "segmentation": ("ocr", "segmentation")}
 
 
 @dataclass
@@ -67,33 +65,12 @@ def _saved_config(path: Path) -> Optional[Dict[str, Any]]:
     return data
 
 
-def read_original(path: str) -> Tuple[Mapping[str, Any], Mapping[str, torch.Tensor], str]:
-    """(checkpoint object, state dict, layout name) of a checkpoint file."""
-    from ..weights import detect_layout, read_checkpoint, unwrap_state_dict
+def read_weights_file(path: str) -> "Checkpoint":
+    """A checkpoint file read once, in our key names, with its layout (any mistake a user error)."""
+    from ..weights import read_weights
 
     with user_errors(path):
-        checkpoint = read_checkpoint(path)
-        sd = unwrap_state_dict(checkpoint)
-        return checkpoint, sd, detect_layout(sd)
-
-
-def head_in_state_dict(sd: Mapping[str, torch.Tensor]) -> Tuple[Optional[str], Optional[int]]:
-    """(head type, number of outputs) of a state dict in hrformer's layout; (None, None): no head."""
-    for key, head in _HEAD_PROBES:
-        if key in sd:
-            return head, int(sd[key].shape[0])
-    return None, None
-
-
-def _check_head_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str) -> None:
-    """The model's head came from the file: never a silently initialised head."""
-    own = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
-    wrong = [k for k, v in own.items() if k not in sd or tuple(sd[k].shape) != tuple(v.shape)]
-    if wrong:
-        held, n = head_in_state_dict(sd)
-        has = f"a {held} head with {n} outputs" if held else "no head"
-        fail(f"{path}: the weights do not fit the model's {model.head_type} head "
-             f"({getattr(model.head, 'num_outputs', '?')} outputs): the file has {has}")
+        return read_weights(path)
 
 
 def _check_saved_architecture(saved: Mapping[str, Any], arch_name: str, path: str) -> None:
@@ -139,30 +116,27 @@ def load_file(path: str, arch_name: Optional[str] = None, head: Any = DEFAULT_HE
             model = hrformer.from_pretrained(path, **_head_kwargs(head))
         untrained_head = head != DEFAULT_HEAD and head != saved.get("model_kwargs", {}).get("head")
         return Resolved(model, f"{path} (saved {held or 'model'})", True, untrained_head)
-    checkpoint, sd, layout = read_original(path)
-    arch, tag = _architecture(arch_name) if arch_name else ("", "")
-    if layout != "hrformer":
-        with user_errors(path):
-            model = hrformer.from_original(checkpoint, arch=arch or None, **_head_kwargs(head))
-        return Resolved(model, f"{path} ({layout} checkpoint)", True, head not in (DEFAULT_HEAD, model.head_type))
-    if not arch:
+    return model_from_file(read_weights_file(path), arch_name, head, name_hint)
+
+
+def model_from_file(checkpoint: "Checkpoint", arch_name: Optional[str] = None, head: Any = DEFAULT_HEAD,
+                    name_hint: str = "hrformer_t") -> Resolved:
+    """The model a checkpoint file holds, through the package's one loading path: the head (and for
+    an original layout the architecture and semantics) from the file, unless ``head`` names another
+    (then the head is untrained)."""
+    from ..factory import model_from_checkpoint
+
+    path = checkpoint.source
+    if checkpoint.layout == "hrformer" and not arch_name:
         fail(f"{path}: weights in hrformer's layout without a config.json beside them; name the architecture "
              f"they belong to (e.g. --model {name_hint} --weights {path})")
-    held, n = head_in_state_dict(sd)
-    # The head: the one asked for, else the tag's, else the file's (with the file's output count).
-    kwargs: Dict[str, Any] = {"head": head} if head != DEFAULT_HEAD else {} if tag else {"head": held}
-    if held is not None and kwargs.get("head", "") == held:
-        from ..heads import HEADS
-
-        kwargs[HEADS[held].output_arg] = n
+    if arch_name:
+        _architecture(arch_name)
     with user_errors(path):
-        model = hrformer.create_model(arch_name, **kwargs)
-        hrformer.load_weights(model, sd, source=path)  # the tensors already read, not the file again
-    model.eval()
-    untrained_head = head not in (DEFAULT_HEAD, held)
-    if not untrained_head and model.head is not None:
-        _check_head_fits(model, sd, path)
-    return Resolved(model, f"{arch_name} + {path}", True, untrained_head)
+        model = model_from_checkpoint(checkpoint, arch_name, **_head_kwargs(head))
+    held = checkpoint.implied.get("head")
+    what = f"{arch_name} + {path}" if checkpoint.layout == "hrformer" else f"{path} ({checkpoint.layout} checkpoint)"
+    return Resolved(model, what, True, head not in (DEFAULT_HEAD, held))
 
 
 def looks_like_path(text: str) -> bool:
@@ -225,5 +199,5 @@ def load_model(
     return resolved
 
 
-__all__ = ["CHECKPOINT_SUFFIXES", "DEFAULT_HEAD", "Resolved", "UserError", "head_in_state_dict", "load_file", "looks_like_path",
-           "load_model", "read_original"]
+__all__ = ["CHECKPOINT_SUFFIXES", "DEFAULT_HEAD", "Resolved", "UserError", "load_file", "looks_like_path",
+           "load_model", "model_from_file", "read_weights_file"]
