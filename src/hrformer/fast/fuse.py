@@ -1,4 +1,4 @@
-"""``fuse_for_inference``: fold every BatchNorm and swap in the inference modules."""
+"""``fuse_for_inference``: fold every BatchNorm, swap in the inference modules, optionally cast to bf16."""
 
 from __future__ import annotations
 

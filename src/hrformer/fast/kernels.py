@@ -10,7 +10,8 @@ conv, GELU as separate kernels). These are private ``torch.ops.mkldnn`` operator
   NaN/Inf reach the output as in the reference model);
 - never for training, autocast, tracing, export, ``torch.compile``, FLOP counting or fake tensors;
 - ``HRFORMER_FAST_PATH=0`` in the environment, or :func:`set_fast_path(False) <set_fast_path>`,
-  turns them off: the fused model then runs public PyTorch ops only, with the same outputs;
+  turns them off, and the fused window attention's explicit softmax with them: the fused model then
+  runs the reference layers' public PyTorch ops only, with the same outputs;
 - each kind of kernel is checked once, on first use, against the public ops on a tiny input; a
   kernel whose signature or result no longer matches disables itself with one warning.
 """
@@ -60,7 +61,8 @@ except TypeError:  # torch < 2.4
 
 
 def set_fast_path(enabled: bool) -> None:
-    """Allow (default) or forbid the private oneDNN kernels in fused models, for this process."""
+    """Allow (default) or forbid the private oneDNN kernels and the explicit attention in fused
+    models, for this process."""
     global _enabled
     _enabled = bool(enabled)
 
