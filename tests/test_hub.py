@@ -19,9 +19,8 @@ from safetensors.torch import save_file
 import hrformer
 from hrformer.weights import pretrained
 from hrformer.weights.pretrained import PretrainedCfg
-from parity import original_state_dict
+from parity import X, original_state_dict
 
-X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 MAIN, PINNED = "a" * 40, "b" * 40
 
 
@@ -118,7 +117,7 @@ def test_offline_original_url_is_not_downloaded(offline, tmp_path):
 
 
 # --------------------------------------------------------------------------- save / load / push
-HEADS = {
+ROUND_TRIPS = {
     "classification": dict(num_classes=7, upsample_mode="bilinear"),
     "pose": dict(head="pose", num_keypoints=5, rel_pos_bias=False, multiscale_output=True),
     "segmentation": dict(head="segmentation", num_classes=3, mask_padding=True),
@@ -126,9 +125,9 @@ HEADS = {
 }
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", ROUND_TRIPS)
 def test_save_pretrained_from_pretrained_round_trip(head, tmp_path):
-    model = random_model(0, **HEADS[head])
+    model = random_model(0, **ROUND_TRIPS[head])
     with torch.no_grad():  # non-trivial BatchNorm statistics
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -19,10 +19,9 @@ import hrformer
 from hrformer.weights import loading as weights, pretrained
 from hrformer.weights.hub import WeightsUnavailableError, hash_prefix_in_name
 from hrformer.weights.pretrained import PretrainedCfg
-from parity import assert_parity, mmpose_0x_release, original_state_dict
+from parity import X, assert_parity, mmpose_0x_release, original_state_dict
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hrformer_reference.json"
-X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
 def state_equal(a: torch.nn.Module, b: torch.nn.Module, skip: str = "\0") -> bool:

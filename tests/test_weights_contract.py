@@ -14,7 +14,6 @@ import torch
 
 import hrformer
 from hrformer import ConfigError
-from hrformer.config import HRFORMER_T
 from hrformer.weights import CheckpointLayoutError, WeightsUnavailableError, hub
 from parity import SMALL, original_state_dict
 
