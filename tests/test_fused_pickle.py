@@ -64,25 +64,26 @@ def test_a_deep_copy_is_independent(fused):
 class _Images(torch.utils.data.Dataset):
     """Runs the model in the worker: the dataset (and the fused model in it) is pickled to it."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, images):
+        self.model, self.images = model, images
 
     def __len__(self):
-        return 2
+        return len(self.images)
 
     def __getitem__(self, i):
         with torch.no_grad():
-            return self.model(X[i : i + 1])[0]
+            return self.model(self.images[i : i + 1])[0]
 
 
 @pytest.mark.slow  # starts a spawned worker process (~5-10 s)
 def test_fused_model_in_a_spawned_dataloader_worker():
     torch.manual_seed(0)
     model = HRFormer(SMALL, head="pose").eval().fuse_for_inference()
-    loader = torch.utils.data.DataLoader(_Images(model), batch_size=2, num_workers=1,
+    images = torch.cat([X, X.flip(-1)])
+    loader = torch.utils.data.DataLoader(_Images(model, images), batch_size=2, num_workers=1,
                                          multiprocessing_context="spawn")
     (batch,) = list(loader)
-    assert torch.allclose(batch, outputs(model, X)[0], rtol=0, atol=1e-6)
+    assert torch.allclose(batch, outputs(model, images)[0], rtol=0, atol=1e-6)
 
 
 @pytest.fixture
