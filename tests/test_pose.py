@@ -772,3 +772,13 @@ def test_readme_pose_example_runs(tmp_path, monkeypatch):
     with Image.open(tmp_path / "pose.png") as picture:
         assert picture.size == (320, 400)
     assert namespace["whole"].boxes.tolist() == [[0.0, 0.0, 320.0, 400.0]]
+
+
+def test_a_fused_model_predicts_the_same_keypoints(tiny_pose_model):
+    import copy
+
+    image = torch.rand(3, 40, 30, generator=torch.Generator().manual_seed(2))
+    fused = copy.deepcopy(tiny_pose_model).fuse_for_inference()
+    assert not any(m.training for m in fused.modules())  # fusing leaves no module in training mode
+    torch.testing.assert_close(pose.predict(fused, image).keypoints, pose.predict(tiny_pose_model, image).keypoints,
+                               rtol=1e-4, atol=1e-3)

@@ -188,6 +188,7 @@ def fuse_for_inference(model: M, dtype: Optional[torch.dtype] = None) -> M:
                 if type(lin) is nn.Linear:
                     lin.__class__ = FusedLinear
     model.__class__ = _fused_class(type(model))
+    model.eval()  # the folded convolutions and identities are new modules, created in training mode
     if dtype is not None:
         _to_dtype(model, dtype)
     return model
