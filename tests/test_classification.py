@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,42 +129,3 @@ def test_no_names_for_other_class_counts():
                               num_classes=7).eval()
     model.pretrained_cfg = CFG
     assert classification.predict(model, torch.rand(3, 32, 32)).names is None
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def readme_blocks(title: str):
-    """The ```python blocks of the README section ``## title``."""
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end if end > 0 else None], flags=re.S)
-
-
-def run_readme_section(title: str, tmp_path, monkeypatch) -> dict:
-    """Run a README section's examples as written, offline, in ``tmp_path``: ``create_model`` gives the
-    named architecture, smaller (one module per stage, one block) and untrained, in eval mode, in
-    place of the published weights."""
-    pytest.importorskip("PIL")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    create = hrformer.create_model
-
-    def untrained(name, *args, pretrained=False, **kwargs):
-        return create(name, modules=(1, 1, 1, 1), blocks=1, **kwargs).eval()
-
-    monkeypatch.setattr(hrformer, "create_model", untrained)
-    blocks = readme_blocks(title)
-    assert blocks, f"no python example in README section {title!r}"
-    namespace: dict = {}
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"README {title} block {i}", "exec"), namespace)
-    return namespace
-
-
-def test_readme_classification_example_runs(tmp_path, monkeypatch):
-    namespace = run_readme_section("Image classification", tmp_path, monkeypatch)
-    assert len(namespace["result"].names) == 5
-    saved = json.loads((tmp_path / "classes.json").read_text())
-    assert [c["name"] for c in saved["classes"]] == list(namespace["result"].names)

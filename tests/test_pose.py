@@ -3,11 +3,8 @@ over keypoints and all) and against OpenCV's warpAffine / GaussianBlur where cv2
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -725,53 +722,6 @@ def test_draw_pose():
     assert drawn.getpixel((2, 20)) == (255, 255, 255)  # the box's left edge
     with pytest.raises(ValueError, match="divide by 255"):
         draw_pose(image.float() + 2, result)
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def readme_blocks(title: str):
-    """The ```python blocks of the README section ``## title``."""
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end if end > 0 else None], flags=re.S)
-
-
-def run_readme_section(title: str, tmp_path, monkeypatch) -> dict:
-    """Run a README section's examples as written, offline, in ``tmp_path``: ``create_model`` gives the
-    named architecture, smaller (one module per stage, one block, a quarter of the input pixels) and
-    untrained, in eval mode, in place of the published weights."""
-    pytest.importorskip("PIL")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    create = hrformer.create_model
-
-    def untrained(name, *args, pretrained=False, **kwargs):
-        model = create(name, modules=(1, 1, 1, 1), blocks=1, **kwargs).eval()
-        c, h, w = model.pretrained_cfg.input_size
-        model.pretrained_cfg = dataclasses.replace(model.pretrained_cfg, input_size=(c, h // 2, w // 2))
-        return model
-
-    monkeypatch.setattr(hrformer, "create_model", untrained)
-    blocks = readme_blocks(title)
-    assert blocks, f"no python example in README section {title!r}"
-    namespace: dict = {}
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"README {title} block {i}", "exec"), namespace)
-    return namespace
-
-
-def test_readme_pose_example_runs(tmp_path, monkeypatch):
-    namespace = run_readme_section("Keypoints from an image and person boxes", tmp_path, monkeypatch)
-    assert namespace["result"].keypoints.shape == (2, 17, 2)
-    saved = json.loads((tmp_path / "pose.json").read_text())
-    assert len(saved["instances"]) == 2 and saved["instances"][1]["box_score"] == pytest.approx(0.71)
-    from PIL import Image
-
-    with Image.open(tmp_path / "pose.png") as picture:
-        assert picture.size == (320, 400)
-    assert namespace["whole"].boxes.tolist() == [[0.0, 0.0, 320.0, 400.0]]
 
 
 def test_a_fused_model_predicts_the_same_keypoints(tiny_pose_model):

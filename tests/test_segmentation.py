@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
-import re
 import subprocess
 import sys
 import threading
@@ -457,33 +455,6 @@ def test_a_pose_model_is_refused():
     pose = hrformer.HRFormer(HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1), head="pose").eval()
     with pytest.raises(ValueError, match="head='ocr'"):
         predict(pose, torch.rand(3, 32, 48))
-
-
-
-# --------------------------------------------------------------------------- README
-def test_readme_segmentation_example_runs(tmp_path, monkeypatch):
-    """The README's segmentation section: its first block runs as written, offline, from an image
-    file to an overlay PNG and a label PNG (one module per stage, one block: same shapes, faster)."""
-    Image = pytest.importorskip("PIL.Image")
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    start = text.index("\n## Semantic segmentation (HRFormer + OCR)\n")
-    section = text[start:text.find("\n## ", start + 1)]
-    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    create = hrformer.create_model
-    monkeypatch.setattr(hrformer, "create_model",
-                        lambda name, *a, **kw: create(name, *a, modules=(1, 1, 1, 1), blocks=1, **kw))
-    namespace: dict = {}
-    exec(compile(block, "README segmentation block", "exec"), namespace)
-    result = namespace["result"]
-    assert tuple(result.logits.shape) == (19, 120, 160) and tuple(result.labels.shape) == (120, 160)
-    with Image.open(tmp_path / "street_overlay.png") as picture:
-        assert picture.size == (160, 120) and picture.mode == "RGB"
-    with Image.open(tmp_path / "street_labels.png") as labels:
-        assert labels.size == (160, 120)
-        values = torch.frombuffer(bytearray(labels.tobytes()), dtype=torch.uint8).long().view(120, 160)
-    assert torch.equal(values, result.labels)
 
 
 @pytest.mark.slow
