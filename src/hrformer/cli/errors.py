@@ -143,7 +143,15 @@ def to_json(obj: Any) -> str:
     return json.dumps(_finite(obj), indent=2, allow_nan=False)
 
 
+def write_json(obj: Any, path: str, flag: str = "--json") -> None:
+    """``obj`` as strict JSON (:func:`to_json`) into ``path``, saying so; a failure is a user error."""
+    with user_errors(f"{flag} {path}"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(to_json(obj) + "\n")
+    print(f"wrote {path}")
+
+
 __all__ = [
     "EXIT_USER_ERROR", "IMAGE_SUFFIXES", "UserError", "check_device", "check_fraction", "check_input",
-    "check_output", "fail", "missing_package", "one_line", "to_json", "user_errors",
+    "check_output", "fail", "missing_package", "one_line", "to_json", "user_errors", "write_json",
 ]

@@ -16,7 +16,7 @@ import sys
 from typing import Any, List, Optional
 
 from ..pose import BBOX_FORMATS, DECODE_METHODS
-from .errors import IMAGE_SUFFIXES, check_device, check_input, check_output, fail, to_json, user_errors
+from .errors import IMAGE_SUFFIXES, check_device, check_input, check_output, fail, to_json, user_errors, write_json
 from .resolve import load_model
 
 
@@ -96,14 +96,10 @@ def run(args: argparse.Namespace) -> int:
         with user_errors(f"--out {args.out}"):
             draw_pose(image, result, score_threshold=args.score_threshold).save(args.out)
         print(f"wrote {args.out}")
-    text = to_json(report)
     if args.json:
-        with user_errors(f"--json {args.json}"):
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-        print(f"wrote {args.json}")
+        write_json(report, args.json)
     elif not args.out:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(to_json(report) + "\n")
     return 0
 
 

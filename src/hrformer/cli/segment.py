@@ -20,8 +20,8 @@ from .errors import (
     check_input,
     check_output,
     fail,
-    to_json,
     user_errors,
+    write_json,
 )
 from .resolve import load_model
 
@@ -118,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         report = {"image": str(args.image), "model": args.model, "image_size": list(labels.shape),
                   "num_classes": result.num_classes, "classes": rows}
-        with user_errors(f"--json {args.json}"):
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(to_json(report) + "\n")
-        print(f"wrote {args.json}")
+        write_json(report, args.json)
     print(_legend_text(rows))
     return 0
 
