@@ -1,6 +1,6 @@
 """bf16 inference: ``fuse_for_inference(dtype=torch.bfloat16)`` folds BatchNorm in fp32, casts the
-weights, takes fp32 images and returns fp32 outputs within 3e-2 of the fp32 model for every head
-(pose and OCR by default, the others in the slow suite), keeps NaN/Inf, and warns (with the reason) on CPUs without native bf16."""
+weights, takes fp32 images and returns fp32 outputs within 3e-2 of the fp32 model for every head,
+keeps NaN/Inf, and warns (with the reason) on CPUs without native bf16."""
 
 from __future__ import annotations
 
@@ -28,9 +28,7 @@ quiet_bf16 = pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dty
 
 
 @pytest.mark.parametrize("head, kwargs", [
-    pytest.param("classification", {}, marks=pytest.mark.slow), ("pose", {}),
-    pytest.param("segmentation", {}, marks=pytest.mark.slow), ("ocr", {"return_aux": True}),
-    pytest.param(None, {}, marks=pytest.mark.slow),
+    ("classification", {}), ("pose", {}), ("segmentation", {}), ("ocr", {"return_aux": True}), (None, {}),
 ])
 @quiet_bf16
 def test_bf16_outputs_are_fp32_and_close_for_every_head(head, kwargs, randomise_bn):

@@ -22,8 +22,7 @@ from parity import SMALL, outputs
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-# bf16 in the slow suite: the same pickling, and emulated bf16 is slow on CPUs without it.
-@pytest.fixture(scope="module", params=[None, pytest.param(torch.bfloat16, marks=pytest.mark.slow)], ids=["fp32", "bf16"])
+@pytest.fixture(scope="module", params=[None, torch.bfloat16], ids=["fp32", "bf16"])
 def fused(request):
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -75,7 +74,7 @@ class _Images(torch.utils.data.Dataset):
             return self.model(self.images[i : i + 1])[0]
 
 
-@pytest.mark.slow  # starts a spawned worker process (~5-10 s)
+@pytest.mark.slow  # starts a spawned worker process (~2 s on a quiet machine, 10-25 s on a busy one)
 def test_fused_model_in_a_spawned_dataloader_worker():
     torch.manual_seed(0)
     model = HRFormer(SMALL, head="pose").eval().fuse_for_inference()
