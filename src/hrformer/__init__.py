@@ -12,7 +12,7 @@ from .factory import (
 )
 from .export import export_onnx
 from .fast import fuse_for_inference, set_fast_path
-from . import classification
+from . import classification, pose, segmentation  # hrformer.pose.predict etc. after a plain `import hrformer`
 from .classification import create_transform
 from .model import HRFormer
 from .profiling import Profile, profile
@@ -31,9 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "ConfigError", "HRFormer",
-    "classification", "create_transform",
-    "HRFormerConfig", "PretrainedCfg", "Profile", "WeightsUnavailableError", "convert_original", "create_model",
-    "export_onnx", "from_original", "from_pretrained", "fuse_for_inference", "get_pretrained_cfg", "list_models",
-    "load_weights",
-    "profile", "push_to_hub", "resolve_data_config", "save_pretrained", "set_fast_path", "__version__",
+    "HRFormerConfig", "PretrainedCfg", "Profile", "WeightsUnavailableError", "classification", "convert_original",
+    "create_model", "create_transform", "export_onnx", "from_original", "from_pretrained", "fuse_for_inference",
+    "get_pretrained_cfg", "list_models", "load_weights", "pose", "profile", "push_to_hub", "resolve_data_config",
+    "save_pretrained", "segmentation", "set_fast_path", "__version__",
 ]
