@@ -79,10 +79,14 @@ def test_fused_model_in_a_spawned_dataloader_worker():
     torch.manual_seed(0)
     model = HRFormer(SMALL, head="pose").eval().fuse_for_inference()
     images = torch.cat([X, X.flip(-1)])
+    # The reference first: handing the model to a spawned worker moves its storages into shared
+    # memory, and one run of the whole slow suite on a loaded machine saw NaN from the parent's
+    # model after that (not reproduced since); what this test checks is the worker's copy.
+    expected = outputs(model, images)[0]
     loader = torch.utils.data.DataLoader(_Images(model, images), batch_size=2, num_workers=1,
                                          multiprocessing_context="spawn")
     (batch,) = list(loader)
-    assert torch.allclose(batch, outputs(model, images)[0], rtol=0, atol=1e-6)
+    assert torch.allclose(batch, expected, rtol=0, atol=1e-6)
 
 
 @pytest.fixture
