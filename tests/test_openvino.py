@@ -1,6 +1,7 @@
 """OpenVINO runs our dynamic ONNX export (``hrformer.export_onnx``), exported once, at other input
 sizes and batch sizes with the PyTorch outputs (fp32 inference precision pinned). Skipped without
-``pip install 'hrformer[openvino]'`` (~3 s on 2 quiet cores: export and OpenVINO compile)."""
+``pip install 'hrformer[openvino]'``; in the slow suite (~3 s on 2 quiet cores: export and OpenVINO
+compile)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ EXPORT_SIZE = (64, 48)
 RUN_SHAPES = [(1, 3, 64, 48), (2, 3, 92, 60), (1, 3, 61, 45)]
 
 
+@pytest.mark.slow  # an optional runtime; ~3 s of export and compile
 def test_dynamic_export_runs_in_openvino_at_three_sizes(tmp_path, randomise_bn):
     torch.manual_seed(0)
     model = randomise_bn(HRFormer(SMALL, head="pose").eval())
