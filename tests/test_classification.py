@@ -17,14 +17,7 @@ CFG = {"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bicubic",
        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny networks run thousands of small ops: on a loaded 2-core machine OpenMP's thread hand-offs
-    # cost 100x what they give (seconds instead of hundredths), so this module runs on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_imagenet_class_names():

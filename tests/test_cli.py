@@ -25,14 +25,7 @@ H, W = 64, 48
 COLOR = (120, 90, 60)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny networks run thousands of small ops: on a shared 2-core machine OpenMP's hand-offs cost
-    # ten times the work (measured: 1.2 s vs 0.1 s per 64x48 OCR forward), so one thread, restored.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

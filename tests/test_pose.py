@@ -15,14 +15,7 @@ import hrformer
 from hrformer import pose
 from hrformer.keypoints import COCO_KEYPOINTS, KeypointInfo
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny networks run thousands of small ops: on a loaded 2-core machine OpenMP's thread hand-offs
-    # cost 100x what they give (seconds instead of hundredths), so this module runs on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- numpy restatement of mmpose
