@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..image import ImageLike, load_images
-from ..inference import check_model, model_device_dtype
-from .preprocess import preprocess, segmentation_cfg
+from ..inference import check_model, data_config, model_device_dtype, normalize
+from .preprocess import segmentation_cfg
 from .results import SegmentationResult
 from .sliding import slide_logits
 
@@ -146,13 +146,14 @@ def predict(
         raise ValueError(f"batch_size must be a positive int (windows per forward pass), got {batch_size!r}")
     images, batched = load_images(image, channel_order=channel_order)
     cfg = segmentation_cfg(model)
+    preprocessing = data_config(cfg)
     names = cfg.get("class_names")
     dataset = cfg.get("dataset")
     device, dtype = model_device_dtype(model)
     results = []
     with torch.inference_mode():
         for img in images:
-            x = preprocess(img.to(device), cfg)
+            x = normalize(img.to(device).unsqueeze(0), preprocessing)  # img: checked by load_images
             logits = _segment(model, x, scale_values, flip, crop, step, batch_size, dtype)[0]
             results.append(SegmentationResult(logits=logits, labels=logits.argmax(0),
                                               class_names=tuple(names) if names else None, dataset=dataset))
