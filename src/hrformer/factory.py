@@ -456,8 +456,7 @@ def _matching_pretrained_cfg(name: str, model: HRFormer, layout: str) -> Optiona
     arch, _ = split_model_name(name)
     for tag in pretrained_tags(arch):
         cfg = get_pretrained_cfg(arch, tag)
-        if cfg.layout == layout and cfg.model_kwargs.get("head") == model.head_type and (
-                model.head is None or cfg.num_classes == model.head.num_outputs):
+        if cfg.layout == layout and cfg.model_kwargs.get("head") == model.head_type and _fits(cfg, model):
             return cfg
     return None
 
