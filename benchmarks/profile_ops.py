@@ -100,10 +100,18 @@ def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> Lis
                 required = sum(ms[c] for c in REQUIRED)
                 row: Dict[str, Any] = {"model": arch, "impl": impl, "task": "train" if args.train else "inference",
                                        "size": args.size, "batch": batch, "wall_ms": round(wall, 1)}
+                row["speedup_vs_reference"] = round(ref_ms / wall, 2) if ref_ms else ""
+                if not profiled:
+                    # ONNX Runtime and OpenVINO run outside torch: the profiler sees none of their
+                    # kernels, so only their wall time is known.
+                    row.update({f"{c}_ms": "" for c in REQUIRED + GLUE})
+                    row.update(required_ms="", glue_share="", bound_vs_reference="")
+                    rows.append(row)
+                    print(row, flush=True)
+                    continue
                 row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
                 row["required_ms"] = round(required, 1)
                 row["glue_share"] = round(1 - required / wall, 3)
-                row["speedup_vs_reference"] = round(ref_ms / wall, 2) if ref_ms else ""
                 row["bound_vs_reference"] = round(ref_ms / required, 2) if ref_ms else ""
                 rows.append(row)
                 print(row, flush=True)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hrformer import HRFormer
-from hrformer.fast import cpu, fuse_for_inference
+from hrformer.fast import cpu, fuse_for_inference, kernels
 from hrformer.heads import HEADS
 from parity import SMALL
 
@@ -54,6 +54,33 @@ def test_bf16_outputs_are_fp32_and_close_for_every_head(head, kwargs, randomise_
             x[0, :, 10, 10] = float("inf")
             assert not torch.isfinite(fused(x)).all()
             assert torch.isnan(fused(torch.full_like(X, float("nan")))).all()
+
+
+@quiet_bf16
+def test_bf16_model_runs_the_fused_kernels_where_onednn_takes_bf16(monkeypatch, randomise_bn):
+    """Convolution + activation (+ residual) as one oneDNN kernel in bf16 too, where oneDNN runs bf16
+    (AVX-512 and newer); the switch gives the public ops, with outputs within bf16's rounding."""
+    calls = []
+    onednn_conv_act = kernels._onednn_conv_act
+    monkeypatch.setattr(kernels, "_onednn_conv_act", lambda x, *a: calls.append(x.dtype) or onednn_conv_act(x, *a))
+    torch.manual_seed(0)
+    model = randomise_bn(HRFormer(SMALL, head="pose", num_keypoints=5).eval())
+    fused = copy.deepcopy(model).fuse_for_inference(dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = model(X)
+        fast = fused(X)
+        expected = kernels.fast_path_enabled() and torch.bfloat16 in kernels.kernel_dtypes()
+        assert set(calls) == ({torch.bfloat16} if expected else set())
+        previous = kernels._enabled
+        kernels.set_fast_path(False)
+        try:
+            calls.clear()
+            public = fused(X)
+            assert calls == []
+        finally:
+            kernels.set_fast_path(previous)
+    for out in (fast, public):
+        assert out.dtype == torch.float32 and (out - ref).abs().max() <= TOL * ref.abs().max()
 
 
 @pytest.mark.parametrize("flags, native", [

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.fast import kernels
+from hrformer.fast import kernels, modules
 from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
 from hrformer.layers import ConvNormAct, LocalWindowAttention
 from parity import QUICK_HEADS, outputs
@@ -33,6 +33,26 @@ def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn
     x = torch.randn(1, 3, 61, 45)
     for ref, out in zip(outputs(model, x), outputs(fused, x)):
         assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit-softmax", "flash-kernel"])
+def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(explicit, monkeypatch, randomise_bn):
+    """The explicit softmax runs where it measured faster (fp32 on the CPUs in EXPLICIT_ISA), the
+    flash kernel elsewhere; both give the reference outputs, whichever CPU runs the test."""
+    here = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(modules, "EXPLICIT_ISA", (here,) if explicit else ())
+    calls = []
+    reference_attend = LocalWindowAttention.attend
+    monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: calls.append(1) or reference_attend(self, *a))
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.create_model("hrformer_t", head="pose").eval())
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = torch.randn(1, 3, 61, 45)
+    ref = outputs(model, x)
+    calls.clear()
+    out = outputs(fused, x)
+    assert bool(calls) is not (explicit and kernels.fast_path_enabled())
+    assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
 def test_reference_layers_stay_plain_and_fusing_swaps_them():

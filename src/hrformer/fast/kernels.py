@@ -12,8 +12,12 @@ conv, GELU as separate kernels). These are private ``torch.ops.mkldnn`` operator
 - ``HRFORMER_FAST_PATH=0`` in the environment, or :func:`set_fast_path(False) <set_fast_path>`,
   turns them off, and the fused window attention's explicit softmax with them: the fused model then
   runs the reference layers' public PyTorch ops only, with the same outputs;
-- each kind of kernel is checked once, on first use, against the public ops on a tiny input; a
-  kernel whose signature or result no longer matches disables itself with one warning.
+- each kind of kernel is checked once per dtype, on first use, against the public ops on a tiny
+  input; a kernel whose signature or result no longer matches disables itself with one warning.
+
+They take fp32 and, where oneDNN runs it (AVX-512 or newer), bf16 (``fuse_for_inference(dtype=
+torch.bfloat16)``): with native bf16 (AMX) the products get so fast that the separate activation
+and residual passes would be most of the remaining time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import contextlib
 import os
 import threading
 import warnings
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +51,12 @@ MIN_MACS = 8_000_000
 MIN_LINEAR_MACS = 16_000_000
 
 _AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
+# oneDNN runs bf16 where the CPU has AVX512-BF16 / AMX (natively) or AVX-512 BW/VL/DQ (emulated);
+# elsewhere (AVX2 only) the bf16 kernels raise, so bf16 models keep the public ops there.
+_is_bf16_supported = getattr(_MKLDNN, "_is_mkldnn_bf16_supported", None)
+_BF16 = _AVAILABLE and _is_bf16_supported is not None and bool(_is_bf16_supported())
 _enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
-_verified: Dict[str, bool] = {}
+_verified: Dict[Tuple[str, torch.dtype], bool] = {}
 _state = threading.local()
 
 try:
@@ -72,13 +80,19 @@ def fast_path_enabled() -> bool:
     return _enabled and _AVAILABLE
 
 
+def kernel_dtypes() -> Tuple[torch.dtype, ...]:
+    """The dtypes the kernels take on this machine: fp32, and bf16 where oneDNN runs it."""
+    return (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
+
+
 def _plain_cpu_inference(x: torch.Tensor) -> bool:
-    """A plain fp32 CPU tensor, no autocast, and nothing tracing or intercepting the ops
-    (TorchScript, ``torch.compile``/``torch.export``, ONNX export, FLOP counters, fake tensors)."""
+    """A plain fp32 (or, where oneDNN runs it, bf16) CPU tensor, no autocast, and nothing tracing or
+    intercepting the ops (TorchScript, ``torch.compile``/``torch.export``, ONNX export, FLOP
+    counters, fake tensors)."""
     return (
         type(x) is torch.Tensor
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and x.dtype in kernel_dtypes()
         and not _autocast_cpu()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
@@ -89,7 +103,7 @@ def _plain_cpu_inference(x: torch.Tensor) -> bool:
 @contextlib.contextmanager
 def kernels_for(x: torch.Tensor) -> Iterator[None]:
     """Inside: the kernels may run, if the fast path is enabled and ``x`` (the model input) is a
-    finite plain CPU fp32 tensor in a pass without gradients. Tracers and compilers never enter
+    finite plain CPU fp32 or bf16 tensor in a pass without gradients. Tracers and compilers never enter
     (see :func:`tracing`)."""
     previous = getattr(_state, "active", False)
     # Nested (forward -> forward_features, same input): the outer decision stands, no second pass
@@ -128,6 +142,8 @@ def onednn_attr(act: nn.Module) -> Optional[str]:
 def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """Whether a oneDNN call is worth its fixed cost for ``conv`` on input ``x`` (B, C, H, W):
     always for spatial kernels (they take oneDNN anyway), for 1x1 ones on large outputs only."""
+    if conv.weight.dtype != x.dtype:
+        return False
     if conv.kernel_size != (1, 1):
         return True
     out = x.shape[0] * conv.out_channels * x.shape[2] * x.shape[3]
@@ -135,7 +151,7 @@ def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
 
 
 def linear_pays(x: torch.Tensor, lin: nn.Linear) -> bool:
-    return x.numel() * lin.out_features >= MIN_LINEAR_MACS
+    return lin.weight.dtype == x.dtype and x.numel() * lin.out_features >= MIN_LINEAR_MACS
 
 
 def reference_act(x: torch.Tensor, attr: str) -> torch.Tensor:
@@ -164,17 +180,22 @@ def _onednn_linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
     return _LINEAR(x, lin.weight, lin.bias, "none", [], "")
 
 
-def _self_check(kind: str) -> bool:
-    """Run one kind of kernel once on a tiny input against the public ops; False (with a warning)
-    when it raises or disagrees, e.g. after a torch upgrade changed the private operator."""
-    if kind in _verified:
-        return _verified[kind]
+# Self-check tolerances per dtype: bf16 rounds every output to 8 bits of mantissa.
+_CHECK_TOL = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 2e-2)}
+
+
+def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
+    """Run one kind of kernel once per dtype on a tiny input against the public ops; False (with a
+    warning) when it raises or disagrees, e.g. after a torch upgrade changed the private operator."""
+    if (kind, dtype) in _verified:
+        return _verified[(kind, dtype)]
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
-    conv = nn.Conv2d(4, 4, 3, padding=1, groups=2)
-    other = torch.randn(1, 4, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
-    lin = nn.Linear(4, 6)
-    tokens = torch.randn(7, 4, generator=gen)
+    x = torch.randn(1, 4, 5, 5, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=2).to(dtype)
+    other = torch.randn(1, 4, 5, 5, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+    lin = nn.Linear(4, 6).to(dtype)
+    tokens = torch.randn(7, 4, generator=gen).to(dtype)
+    rtol, atol = _CHECK_TOL[dtype]
     checks: Dict[str, Callable[[], List[torch.Tensor]]] = {
         "conv_act": lambda: [
             t for attr in ("none", "relu", "gelu")
@@ -187,24 +208,26 @@ def _self_check(kind: str) -> bool:
         with torch.no_grad():
             pairs = checks[kind]()
         ok = all(
-            a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(pairs[::2], pairs[1::2])
+            a.shape == b.shape and a.dtype == b.dtype and torch.allclose(a.float(), b.float(), rtol=rtol, atol=atol)
+            for a, b in zip(pairs[::2], pairs[1::2])
         )
         problem = "its result differs from the public ops"
     except Exception as e:  # any failure of a private operator means: do not use it
         ok, problem = False, f"{type(e).__name__}: {e}"
     if not ok:
         warnings.warn(
-            f"hrformer: the oneDNN {kind} kernel failed its self-check ({problem}); fused models use public "
+            f"hrformer: the oneDNN {kind} kernel ({str(dtype).replace('torch.', '')}) failed its self-check "
+            f"({problem}); fused models use public "
             f"PyTorch ops for it instead (same outputs, slower). Set {ENV_VAR}=0 to silence this.",
             RuntimeWarning, stacklevel=3,
         )
-    _verified[kind] = ok
+    _verified[(kind, dtype)] = ok
     return ok
 
 
 def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
     """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed."""
-    if active(x) and conv_pays(x, conv) and _self_check("conv_act"):
+    if active(x) and conv_pays(x, conv) and _self_check("conv_act", x.dtype):
         return _onednn_conv_act(x, conv, attr)
     return reference_act(conv(x), attr)
 
@@ -212,7 +235,7 @@ def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
 def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
     """``act(conv(x) + other)`` (the residual add of HRNet blocks); oneDNN fuses ReLU after the add."""
     if (attr == "relu" and active(x) and conv_pays(x, conv) and other.is_contiguous(memory_format=torch.channels_last)
-            and _self_check("conv_add_relu")):
+            and _self_check("conv_add_relu", x.dtype)):
         return _onednn_conv_add_relu(x, other, conv)
     return reference_act(conv(x) + other, attr)
 
@@ -220,6 +243,6 @@ def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: st
 def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
     """``lin(x)`` with oneDNN's matmul where it pays: up to 1.6x faster than MKL's on the large,
     narrow token matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B)."""
-    if active(x) and linear_pays(x, lin) and _self_check("linear"):
+    if active(x) and linear_pays(x, lin) and _self_check("linear", x.dtype):
         return _onednn_linear(x, lin)
     return F.linear(x, lin.weight, lin.bias)

@@ -51,17 +51,33 @@ class FusedLinear(nn.Linear):
         return kernels.linear(x, self)
 
 
+# ATen's CPU flash-attention kernel is compiled per instruction set. With its AVX2 code the explicit
+# softmax beats it (2-core AMD EPYC: 6-10% of the whole HRFormer-T/S forward at batch 8, fp32); with
+# its AVX-512 code it wins (2-core Xeon: explicit 4-6% slower in fp32, 7-9% in bf16, T/S batch 1 and
+# 8). So the explicit path is kept where it measured faster: fp32 on AVX2 CPUs.
+EXPLICIT_ISA = ("AVX2",)
+
+
+def explicit_attention_here() -> bool:
+    """Whether this CPU's ATen kernels (``torch.backends.cpu.get_cpu_capability()``) are those on
+    which the explicit softmax measured faster than the flash kernel."""
+    return torch.backends.cpu.get_cpu_capability() in EXPLICIT_ISA
+
+
 def _explicit_pays(q: torch.Tensor) -> bool:
-    """Explicit attention beats torch's CPU flash kernel (measured on 2 cores: 6-10% of the whole
-    HRFormer-T/S forward at batch 8) for head dims up to 32 while the (B*nW, heads, N, N) maps stay
-    within a few MB; with HRFormer-B's head dim 39 the flash kernel is as fast or faster."""
+    """Explicit attention beats torch's CPU flash kernel on AVX2 CPUs (see :data:`EXPLICIT_ISA`) for
+    fp32 head dims up to 32 while the (B*nW, heads, N, N) maps stay within a few MB; with
+    HRFormer-B's head dim 39 the flash kernel is as fast or faster."""
     b, heads, n, head_dim = q.shape
-    return q.device.type == "cpu" and head_dim <= 32 and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES
+    return (
+        q.device.type == "cpu" and q.dtype == torch.float32 and head_dim <= 32
+        and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES and explicit_attention_here()
+    )
 
 
 class FusedWindowAttention(LocalWindowAttention):
     """Window attention with the relative position bias gathered once (``fused_bias``, not saved)
-    and, on the CPU with the fast path on, the explicit softmax where it beats the flash kernel."""
+    and, on AVX2 CPUs with the fast path on, the explicit softmax where it beats the flash kernel."""
 
     fused_bias: Optional[torch.Tensor]
 
