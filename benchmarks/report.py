@@ -40,6 +40,13 @@ def ratio_table(rows: List[Dict[str, Any]]) -> str:
         ref = group.get("reference", {}).get("ms", "")
         cells = [_cell(group[m]["speedup_vs_reference"]) if m in group else "" for m in modes]
         lines.append("| " + " | ".join([*map(str, key), _cell(ref), *cells]) + " |")
+    errors = [r for r in rows if r.get("max_rel_error", "") != ""]
+    if errors:
+        # Worst case per mode over the table's rows: the rounding each path costs.
+        worst = {m: max(r["max_rel_error"] for r in errors if r["mode"] == m) for m in modes
+                 if any(r["mode"] == m for r in errors)}
+        lines += ["", "max error relative to the fp32 eager outputs: "
+                  + ", ".join(f"{m} {v:.2g}" for m, v in worst.items())]
     return "\n".join(lines)
 
 

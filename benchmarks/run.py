@@ -23,6 +23,7 @@ upsampling, relative position bias, four stage-4 maps), i.e. the network the ori
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -50,16 +51,34 @@ def forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str = "fp32") -> 
     return run
 
 
+def max_rel_error(outputs: Any, expected: List[torch.Tensor]) -> float:
+    """Largest ``|output - expected| / max |expected|`` over the maps (NaN if any output is not finite)."""
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    errors = [float((o.float() - e).abs().max() / e.abs().max()) for o, e in zip(outputs, expected)]
+    return max(errors) if len(outputs) == len(expected) else float("nan")
+
+
 def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
     rows = []
     for arch in archs:
-        models = {mode: prepare(ours(arch), mode) for mode in args.modes}
+        torch.manual_seed(0)
+        # One set of weights for every mode, so each mode's outputs can be checked against the
+        # fp32 eager model's (``max_rel_error``: bf16 and the runtimes' rounding).
+        base = ours(arch).eval()
+        models = {mode: prepare(copy.deepcopy(base), mode) for mode in args.modes}
         if reference is not None:
             models = {"reference": reference(arch).eval(), **models}
         for dtype in args.dtypes:
             for size in args.sizes:
                 for batch in args.batches:
                     x = torch.randn(batch, 3, *SIZES[size], generator=torch.Generator().manual_seed(0))
+                    with torch.inference_mode():
+                        expected = [t.float() for t in base(x)]
+                        errors = {}
+                        for mode, m in models.items():
+                            if mode != "reference":  # the original has its own random weights
+                                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                                    errors[mode] = max_rel_error(m(x), expected)
                     fns = {mode: forward_fn(m, x, dtype) for mode, m in models.items()}
                     samples = interleaved(fns, reps=args.repeats, warmup=args.warmup, block_s=args.block,
                                           quiet_only=not args.no_retry)
@@ -67,7 +86,8 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
                         ms = s.median * 1e3
                         rows.append({"model": arch, "mode": mode, "dtype": dtype, "size": size, "batch": batch,
                                      "ms": round(ms, 1), "min_ms": round(s.min * 1e3, 1),
-                                     "img_per_s": round(batch * 1e3 / ms, 2), "noisy_blocks": s.discarded})
+                                     "img_per_s": round(batch * 1e3 / ms, 2), "noisy_blocks": s.discarded,
+                                     "max_rel_error": float(f"{errors[mode]:.2g}") if mode in errors else ""})
                     base = samples.get("reference")
                     for r in rows[-len(samples):]:
                         r["speedup_vs_reference"] = round(base.median * 1e3 / r["ms"], 2) if base else ""
@@ -190,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     if results["inference"]:
         print(table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "min_ms", "img_per_s",
-                                            "speedup_vs_reference", "noisy_blocks"]))
+                                            "speedup_vs_reference", "max_rel_error", "noisy_blocks"]))
     if results["scaling"]:
         print("\n" + table(results["scaling"], ["model", "mode", "dtype", "batch", "size", "pixel_ratio",
                                                 "time_ratio", "ratio_over_pixels"]))

@@ -24,6 +24,9 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
         ("hrformer_t", "reference", 1), ("hrformer_t", "eager", 1), ("hrformer_t", "fused", 1)]
     assert all(r["ms"] > 0 and r["speedup_vs_reference"] > 0 for r in rows)
     assert rows[0]["speedup_vs_reference"] == 1.0
+    # Every mode's outputs against the fp32 eager model with the same weights (the original: its own).
+    assert rows[0]["max_rel_error"] == "" and rows[1]["max_rel_error"] == 0.0
+    assert 0.0 <= rows[2]["max_rel_error"] <= 1e-4
     # The machine is named in every file: model, cores, the ISA flags that decide the fastest path.
     data = json.loads(out.read_text())
     assert data["cpu_model"] and data["cpu_count"] >= 1
@@ -37,6 +40,8 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     assert "| hrformer_t | fused | fp32 | 256x192 | 1 |" in md
     assert md.count("\n| hrformer_t |") == 3
     assert f"machine_kind {data['machine_kind']}" in md
+    assert report.main(["--ratios", str(out)]) == 0
+    assert "max error relative to the fp32 eager outputs: eager 0, fused " in capsys.readouterr().out
 
 
 @pytest.mark.slow  # exports HRFormer-T twice and runs it in bf16 (emulated on CPUs without it: slow)
@@ -48,6 +53,8 @@ def test_run_times_the_bf16_and_openvino_paths(tmp_path):
     assert rc == 0
     rows = json.loads(out.read_text())["inference"]
     assert [r["mode"] for r in rows] == ["fused-bf16", "openvino", "openvino-bf16"]
+    assert 0.0 < rows[0]["max_rel_error"] <= 3e-2 and rows[1]["max_rel_error"] <= 1e-4
+    assert rows[2]["max_rel_error"] <= (3e-2 if rows[2]["runtime_precision"] == "bf16" else 1e-4)
     assert rows[1]["runtime_precision"] == "f32"
     assert rows[2]["runtime_precision"] in ("bf16", "f32")  # bf16 where the CPU plugin supports it
 
