@@ -170,10 +170,14 @@ def _onednn_conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tenso
 
 
 def _onednn_conv_add_relu(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    return _CONV.binary(
+    # bf16: the ReLU after the add is applied in place, because where oneDNN cannot fuse a shape
+    # torch falls back to its add_relu kernel, which has no bf16 (torch 2.13: grouped convolutions).
+    bf16 = x.dtype == torch.bfloat16
+    out = _CONV.binary(
         x, other, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation),
-        conv.groups, "add", None, "relu", [], None,
+        conv.groups, "add", None, None if bf16 else "relu", [], None,
     )
+    return out.relu_() if bf16 else out
 
 
 def _onednn_linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
