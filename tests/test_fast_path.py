@@ -121,6 +121,17 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
+@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear"])
+def test_every_kernel_passes_its_self_check_in_every_dtype_it_takes(kind, monkeypatch):
+    """fp32 always; bf16 where oneDNN runs it (AVX-512 and newer). A failure would only warn and
+    fall back at run time, so it is asserted here."""
+    monkeypatch.setattr(kernels, "_verified", {})
+    for dtype in kernels.kernel_dtypes():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            assert kernels._self_check(kind, dtype) == kernels._AVAILABLE
+
+
 def test_kernels_only_for_plain_finite_inference():
     x = torch.randn(1, 8, 4, 4)
     with torch.no_grad(), kernels.kernels_for(x):
