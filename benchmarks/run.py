@@ -64,8 +64,8 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
         torch.manual_seed(0)
         # One set of weights for every mode, so each mode's outputs can be checked against the
         # fp32 eager model's (``max_rel_error``: bf16 and the runtimes' rounding).
-        base = ours(arch).eval()
-        models = {mode: prepare(copy.deepcopy(base), mode) for mode in args.modes}
+        eager = ours(arch).eval()
+        models = {mode: prepare(copy.deepcopy(eager), mode) for mode in args.modes}
         if reference is not None:
             models = {"reference": reference(arch).eval(), **models}
         for dtype in args.dtypes:
@@ -73,7 +73,7 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
                 for batch in args.batches:
                     x = torch.randn(batch, 3, *SIZES[size], generator=torch.Generator().manual_seed(0))
                     with torch.inference_mode():
-                        expected = [t.float() for t in base(x)]
+                        expected = [t.float() for t in eager(x)]
                         errors = {}
                         for mode, m in models.items():
                             if mode != "reference":  # the original has its own random weights

@@ -15,13 +15,13 @@ from hrformer.fast.cpu import machine_info
 def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     out = tmp_path / "results.json"
     # The reference slot takes any factory: our own eager model stands in for the original here.
-    rc = run.main(["--models", "t", "--batches", "1", "--modes", "eager", "fused", "--repeats", "1",
+    rc = run.main(["--models", "t", "--batches", "1", "2", "--modes", "eager", "fused", "--repeats", "1",
                    "--warmup", "0", "--block", "0", "--no-retry", "--reference", "benchmarks.impls:ours",
                    "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["inference"]
     assert [(r["model"], r["mode"], r["batch"]) for r in rows] == [
-        ("hrformer_t", "reference", 1), ("hrformer_t", "eager", 1), ("hrformer_t", "fused", 1)]
+        ("hrformer_t", mode, batch) for batch in (1, 2) for mode in ("reference", "eager", "fused")]
     assert all(r["ms"] > 0 and r["speedup_vs_reference"] > 0 for r in rows)
     assert rows[0]["speedup_vs_reference"] == 1.0
     # Every mode's outputs against the fp32 eager model with the same weights (the original: its own).
@@ -38,7 +38,7 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     assert report.main([str(out)]) == 0
     md = capsys.readouterr().out
     assert "| hrformer_t | fused | fp32 | 256x192 | 1 |" in md
-    assert md.count("\n| hrformer_t |") == 3
+    assert md.count("\n| hrformer_t |") == 6
     assert f"machine_kind {data['machine_kind']}" in md
     assert report.main(["--ratios", str(out)]) == 0
     assert "max error relative to the fp32 eager outputs: eager 0, fused " in capsys.readouterr().out
