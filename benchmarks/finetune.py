@@ -68,10 +68,14 @@ class ReferencePose(nn.Module):
 
 
 def load_reference_weights(model: nn.Module, reference: ReferencePose, arch: str) -> bool:
-    """Give ``model`` the reference's weights, if the reference exposes them in an original layout."""
-    if not hasattr(reference.backbone, "original_state_dict"):
+    """Give ``model`` the reference's weights, if the reference exposes them: in an original layout
+    (``original_state_dict()``), or as one of our own backbones standing in for the reference."""
+    if hasattr(reference.backbone, "original_state_dict"):
+        backbone = hrformer.from_original(reference.backbone.original_state_dict(), arch=arch)
+    elif isinstance(reference.backbone, hrformer.HRFormer):
+        backbone = reference.backbone
+    else:
         return False
-    backbone = hrformer.from_original(reference.backbone.original_state_dict(), arch=arch)
     state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("head.")}
     state.update({"head.conv.weight": reference.head.weight, "head.conv.bias": reference.head.bias})
     model.load_state_dict(state, strict=True)

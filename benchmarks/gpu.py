@@ -11,7 +11,10 @@ Sections, in this order (each row printed as it is measured, the JSON rewritten 
 3. scaling: 512x384 and 1024x768 over 256x192 (HRFormer-S, batch 8, bf16);
 4. training: forward + backward step and peak allocated memory, with and without checkpointing;
 5. graphs: the fused model captured once and replayed as a CUDA graph (no Python per call);
-6. compiled: ``torch.compile(fullgraph=True)``, while ``--budget-s`` allows (compiling is slow).
+6. compiled: ``torch.compile(fullgraph=True)``, while ``--budget-s`` allows (compiling is slow);
+7. finetune: the pose fine-tuning step of :mod:`benchmarks.finetune` (HRFormer-S, ``--train-batch``
+   32, AdamW; fp32, bf16 autocast, + channels-last, + ``torch.compile``) against the reference in
+   fp32 and bf16, from the same weights (first losses compared).
 
 The reference factory is the one ``benchmarks.run --reference`` takes; if its model has
 ``original_state_dict()`` (the weights in an original layout), our model is loaded from those
@@ -34,11 +37,12 @@ import torch
 import hrformer
 from hrformer.fast.cpu import machine_info
 
+from . import finetune
 from .impls import load_builder, ours, prepare
 from .run import SIZES, table
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled")
+SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled", "finetune")
 
 
 def cuda_time(fn: Callable[[], object], iters: int) -> float:
@@ -252,6 +256,20 @@ class Bench:
                                    "compile_s": round(compile_s, 1) if mode != "fused" else "",
                                    "rel_err_vs_fused": err if mode != "fused" else ""})
 
+    def finetune(self, arch: str, batch: int) -> None:
+        a = self.args
+        ft_args = argparse.Namespace(
+            device="cuda", model=arch.rsplit("_", 1)[1], batch=batch, size="256x192", keypoints=17,
+            variants=list(finetune.VARIANTS), reference=a.reference, reference_path=a.reference_path,
+            warmup=3, steps=5, repeats=a.repeats,
+        )
+        result = finetune.run(ft_args)
+        for row in result["rows"]:
+            self.emit("finetune", row)
+        if result["agreement"]:
+            self.emit("finetune", {"model": arch, "variant": "agreement", **result["agreement"]})
+        torch.cuda.empty_cache()
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,6 +301,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "train": lambda: [bench.train("hrformer_s", args.train_batch, dtype) for dtype in ("fp32", "bf16")],
         "graphs": lambda: [bench.graphs(arch, dtype) for arch in archs for dtype in ("fp32", "bf16")],
         "compiled": lambda: [bench.compiled(arch, 8, "bf16") for arch in archs],
+        "finetune": lambda: bench.finetune("hrformer_s", args.train_batch),
     }
     for section in args.sections:
         steps[section]()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks import profile_ops, report, run
+from benchmarks import finetune, profile_ops, report, run
 from hrformer.fast.cpu import machine_info
 
 
@@ -98,3 +98,19 @@ def test_ratio_table_has_one_line_per_model_and_batch():
     lines = report.ratio_table(rows).splitlines()
     assert lines[0] == "| model | dtype | size | batch | original ms | fused | openvino |"
     assert lines[2:] == ["| hrformer_t | fp32 | 256x192 | 1 | 200 | 2 | 4 |", "| hrformer_t | fp32 | 256x192 | 8 | 200 | 2 | 4 |"]
+
+
+def test_finetune_steps_ours_and_a_reference_from_the_same_weights(tmp_path):
+    """The fine-tuning benchmark (AdamW steps of the pose model) on a tiny CPU configuration; our
+    backbone stands in for the original, so both sides start from the same weights and the same loss."""
+    out = tmp_path / "finetune.json"
+    rc = finetune.main(["--device", "cpu", "--model", "t", "--batch", "1", "--size", "64x48", "--variants", "fp32",
+                        "bf16+cl", "--reference", "benchmarks.impls:ours", "--warmup", "1", "--steps", "1",
+                        "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in data["rows"]}
+    assert list(rows) == ["reference fp32", "reference bf16", "fp32", "bf16+cl"]
+    assert all(r["ms"] > 0 and r["speedup_vs_reference_fp32"] > 0 for r in rows.values())
+    assert data["agreement"]["fp32_first_loss_rel_diff"] <= 1e-5
+    assert data["machine_kind"] and data["device"] == "cpu"
