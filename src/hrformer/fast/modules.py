@@ -56,12 +56,15 @@ class FusedLinear(nn.Linear):
 # its AVX-512 code it wins (2-core Xeon: explicit 4-6% slower in fp32, 7-9% in bf16, T/S batch 1 and
 # 8). So the explicit path is kept where it measured faster: fp32 on AVX2 CPUs.
 EXPLICIT_ISA = ("AVX2",)
+# Read once: the instruction set ATen dispatches to is fixed for the process, and torch.compile
+# cannot trace the call (it returns a string).
+CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()
 
 
 def explicit_attention_here() -> bool:
     """Whether this CPU's ATen kernels (``torch.backends.cpu.get_cpu_capability()``) are those on
     which the explicit softmax measured faster than the flash kernel."""
-    return torch.backends.cpu.get_cpu_capability() in EXPLICIT_ISA
+    return CPU_CAPABILITY in EXPLICIT_ISA
 
 
 def _explicit_pays(q: torch.Tensor) -> bool:
