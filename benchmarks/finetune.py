@@ -44,6 +44,7 @@ from hrformer.fast.cpu import machine_info
 
 from .impls import load_builder
 from .run import SIZES, table
+from .timing import seconds_per_call
 
 VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compiled")
 
@@ -105,22 +106,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(fn: Callable[[], None], steps: int, device: torch.device) -> float:
-    """Seconds per call over ``steps`` calls (CUDA events on a GPU, the wall clock elsewhere)."""
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / steps
-    t = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t) / steps
-
-
 def build_variants(args: argparse.Namespace, device: torch.device) -> Dict[str, Any]:
     """name -> (model, bf16) for our variants and the reference; our models carry the reference's
     weights where it has them. Also returns whether they were loaded."""
@@ -173,7 +158,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         for name, fn in steps.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            times[name].append(time_steps(fn, args.steps, device))
+            times[name].append(seconds_per_call(fn, args.steps, device.type))
             if device.type == "cuda":
                 peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
 

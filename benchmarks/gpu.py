@@ -40,6 +40,7 @@ from hrformer.fast.cpu import machine_info
 from . import finetune
 from .impls import load_builder, ours, prepare
 from .run import SIZES, table
+from .timing import seconds_per_call
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled", "finetune")
@@ -47,13 +48,7 @@ SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled", 
 
 def cuda_time(fn: Callable[[], object], iters: int) -> float:
     """Mean seconds per call of ``fn`` over ``iters`` calls, by CUDA events."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3 / iters
+    return seconds_per_call(fn, iters, "cuda")
 
 
 def interleaved(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, block_s: float) -> Dict[str, List[float]]:

@@ -88,3 +88,22 @@ def interleaved(
                 time.sleep(1.0)
             out[name].times.append(t)  # the last try, clean or not
     return out
+
+
+def seconds_per_call(fn: Callable[[], object], calls: int, device: str = "cuda") -> float:
+    """Mean seconds per call of ``fn`` over ``calls`` calls: CUDA events on a GPU (the kernels'
+    time, not the launches'), the wall clock elsewhere."""
+    if device.startswith("cuda"):
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
