@@ -19,9 +19,10 @@ Variants (``--variants``), each timed interleaved with the others and the refere
 
 Before timing, our model is loaded with the reference's weights where the reference exposes them
 (``original_state_dict()``, as ``benchmarks.original`` does) and the first losses are compared:
-``loss_rel_diff`` says both run the same network. Reported per variant: median step time,
-images per second, speed-up over the reference in fp32 and in bf16, and peak memory (CUDA: peak
-allocated; CPU: not measured, see ``benchmarks.train_step`` for RSS).
+``*_first_loss_rel_diff`` says both run the same network. Reported per variant: median step time,
+images per second, speed-up over the reference in fp32 and in bf16, and the memory a step takes on
+top of what stays allocated (CUDA: peak allocated during the step minus allocated before it, i.e.
+activations, gradients and temporaries; CPU: not measured, see ``benchmarks.train_step`` for RSS).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def step_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor, bf16: bool,
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if losses is not None:
+        if losses is not None and not losses:  # the first loss only: reading it waits for the GPU
             losses.append(float(loss.detach()))
 
     return step
@@ -158,9 +159,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         for name, fn in steps.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
+                resident = torch.cuda.memory_allocated(device)  # every variant's weights and AdamW state
             times[name].append(seconds_per_call(fn, args.steps, device.type))
             if device.type == "cuda":
-                peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+                step_peak = (torch.cuda.max_memory_allocated(device) - resident) / 2**20
+                peak[name] = max(peak.get(name, 0.0), step_peak)
 
     ms = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
     ref32, ref16 = ms.get("reference fp32"), ms.get("reference bf16")
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "ms": round(ms[name], 2), "img_per_s": round(args.batch * 1e3 / ms[name], 1),
             "speedup_vs_reference_fp32": round(ref32 / ms[name], 2) if ref32 else "",
             "speedup_vs_reference_bf16": round(ref16 / ms[name], 2) if ref16 else "",
-            "peak_mb": round(peak[name]) if name in peak else "",
+            "step_peak_mb": round(peak[name]) if name in peak else "",
             "first_step_s": round(first_s[name], 1),
         })
     agreement = {}
