@@ -109,6 +109,14 @@ def test_native_bf16_from_cpu_flags(flags, native, monkeypatch):
         assert len(messages) == 1 and "AMX" in messages[0] and "slower" in messages[0]
 
 
+@quiet_bf16
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_bf16_model_says_which_inputs_it_takes(dtype):
+    model = HRFormer(SMALL, head="pose").eval().fuse_for_inference(dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match=r"fused for torch.bfloat16 inference and takes float32 images.*x.float\(\)"):
+        model(X.to(dtype))
+
+
 def test_dtype_is_checked():
     model = HRFormer(SMALL, head=None)
     with pytest.raises(ValueError, match="torch.bfloat16"):

@@ -230,6 +230,11 @@ class HRFormer(nn.Module):
             raise TypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
         weight = self.stem.conv1.conv.weight
         if x.dtype != weight.dtype and not _autocast_on(x):
+            if getattr(self, "casts_io", False):  # fuse_for_inference(dtype=...)
+                raise TypeError(
+                    f"input dtype {x.dtype}: this model was fused for {weight.dtype} inference and takes float32 "
+                    f"images (cast at its entry) or {weight.dtype} ones; convert the input with x.float()"
+                )
             raise TypeError(
                 f"input dtype {x.dtype} does not match the model's parameters ({weight.dtype}): convert the model "
                 f"(model.to({x.dtype})), the input (x.to({weight.dtype})), or run under torch.autocast"
