@@ -230,15 +230,15 @@ class HRFormer(nn.Module):
             raise TypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
         weight = self.stem.conv1.conv.weight
         if x.dtype != weight.dtype and not _autocast_on(x):
-            if getattr(self, "casts_io", False):  # fuse_for_inference(dtype=...)
-                raise TypeError(
-                    f"input dtype {x.dtype}: this model was fused for {weight.dtype} inference and takes float32 "
-                    f"images (cast at its entry) or {weight.dtype} ones; convert the input with x.float()"
-                )
-            raise TypeError(
-                f"input dtype {x.dtype} does not match the model's parameters ({weight.dtype}): convert the model "
-                f"(model.to({x.dtype})), the input (x.to({weight.dtype})), or run under torch.autocast"
-            )
+            raise TypeError(self._input_dtype_advice(x.dtype, weight.dtype))
+
+    def _input_dtype_advice(self, given: torch.dtype, params: torch.dtype) -> str:
+        """What to do about an input whose dtype the parameters do not share (a fused reduced-precision
+        model says it differently)."""
+        return (
+            f"input dtype {given} does not match the model's parameters ({params}): convert the model "
+            f"(model.to({given})), the input (x.to({params})), or run under torch.autocast"
+        )
 
     # ------------------------------------------------------------------ helpers users expect
     @property

@@ -82,6 +82,14 @@ class FusedModel:
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         return self._run(x, lambda t: super(FusedModel, self).forward(t, *args, **kwargs))
 
+    def _input_dtype_advice(self, given: torch.dtype, params: torch.dtype) -> str:
+        if not self.casts_io:
+            return super()._input_dtype_advice(given, params)  # type: ignore[misc]
+        return (
+            f"input dtype {given}: this model was fused for {params} inference and takes float32 images (cast "
+            f"at its entry) or {params} ones; convert the input with x.float()"
+        )
+
     def forward_features(self, x: torch.Tensor) -> Any:
         return self._run(x, lambda t: super(FusedModel, self).forward_features(t))
 
