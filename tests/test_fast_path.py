@@ -39,8 +39,7 @@ def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn
 def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(explicit, monkeypatch, randomise_bn):
     """The explicit softmax runs where it measured faster (fp32 on the CPUs in EXPLICIT_ISA), the
     flash kernel elsewhere; both give the reference outputs, whichever CPU runs the test."""
-    here = torch.backends.cpu.get_cpu_capability()
-    monkeypatch.setattr(modules, "EXPLICIT_ISA", (here,) if explicit else ())
+    monkeypatch.setattr(modules, "EXPLICIT_ISA", (modules.CPU_CAPABILITY,) if explicit else ())
     calls = []
     reference_attend = LocalWindowAttention.attend
     monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: calls.append(1) or reference_attend(self, *a))

@@ -55,6 +55,7 @@ _AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn
 # elsewhere (AVX2 only) the bf16 kernels raise, so bf16 models keep the public ops there.
 _is_bf16_supported = getattr(_MKLDNN, "_is_mkldnn_bf16_supported", None)
 _BF16 = _AVAILABLE and _is_bf16_supported is not None and bool(_is_bf16_supported())
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
 _enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
 _verified: Dict[Tuple[str, torch.dtype], bool] = {}
 _state = threading.local()
@@ -82,7 +83,7 @@ def fast_path_enabled() -> bool:
 
 def kernel_dtypes() -> Tuple[torch.dtype, ...]:
     """The dtypes the kernels take on this machine: fp32, and bf16 where oneDNN runs it."""
-    return (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
+    return _KERNEL_DTYPES
 
 
 def _plain_cpu_inference(x: torch.Tensor) -> bool:
@@ -92,7 +93,7 @@ def _plain_cpu_inference(x: torch.Tensor) -> bool:
     return (
         type(x) is torch.Tensor
         and x.device.type == "cpu"
-        and x.dtype in kernel_dtypes()
+        and x.dtype in _KERNEL_DTYPES
         and not _autocast_cpu()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()

@@ -73,8 +73,8 @@ def _explicit_pays(q: torch.Tensor) -> bool:
     HRFormer-B's head dim 39 the flash kernel is as fast or faster."""
     b, heads, n, head_dim = q.shape
     return (
-        q.device.type == "cpu" and q.dtype == torch.float32 and head_dim <= 32
-        and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES and explicit_attention_here()
+        explicit_attention_here() and q.device.type == "cpu" and q.dtype == torch.float32 and head_dim <= 32
+        and b * heads * n * n * q.element_size() <= EXPLICIT_MAX_BYTES
     )
 
 
