@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import statistics
 import sys
 import time
@@ -41,10 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import hrformer
-from hrformer.fast.cpu import machine_info
 
 from .impls import load_builder
-from .run import SIZES, table
+from .run import SIZES, table, write_json
 from .timing import seconds_per_call
 
 VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compiled")
@@ -212,14 +209,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args)
-    info = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-            "torch": torch.__version__, **machine_info()}
     print(table(result["rows"], list(result["rows"][0])))
     print(result["agreement"])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({**info, **result}, f, indent=1)
-    print(f"\nwrote {args.out}")
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    write_json(args.out, {"device": device, "torch": torch.__version__, **result})
     return 0
 
 

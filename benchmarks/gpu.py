@@ -39,16 +39,11 @@ from hrformer.fast.cpu import machine_info
 
 from . import finetune
 from .impls import load_builder, ours, prepare
-from .run import SIZES, table
+from .run import SIZES, max_rel_error, table
 from .timing import seconds_per_call
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("agreement", "inference", "scaling", "train", "graphs", "compiled", "finetune")
-
-
-def cuda_time(fn: Callable[[], object], iters: int) -> float:
-    """Mean seconds per call of ``fn`` over ``iters`` calls, by CUDA events."""
-    return seconds_per_call(fn, iters, "cuda")
 
 
 def interleaved(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, block_s: float) -> Dict[str, List[float]]:
@@ -56,11 +51,11 @@ def interleaved(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, bl
         for _ in range(warmup):
             fn()
     torch.cuda.synchronize()
-    iters = {k: max(1, int(block_s / max(cuda_time(fn, 1), 1e-6))) for k, fn in fns.items()}
+    iters = {k: max(1, int(block_s / max(seconds_per_call(fn, 1, "cuda"), 1e-6))) for k, fn in fns.items()}
     out: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
-            out[k].append(cuda_time(fn, iters[k]))
+            out[k].append(seconds_per_call(fn, iters[k], "cuda"))
     return out
 
 
@@ -71,10 +66,6 @@ def forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str) -> Callable[
             return model(x)
 
     return run
-
-
-def rel_err(a: List[torch.Tensor], b: List[torch.Tensor]) -> float:
-    return max(float((x.float() - y.float().to(x.device)).abs().max() / y.float().abs().max()) for x, y in zip(a, b))
 
 
 class Bench:
@@ -110,21 +101,21 @@ class Bench:
             cpu = model(x.cpu())
             model.cuda()
             gpu = model(x)
-            row = {"model": arch, "gpu_vs_cpu_fp32": rel_err(gpu, cpu)}
+            row = {"model": arch, "gpu_vs_cpu_fp32": max_rel_error(gpu, cpu)}
             for dtype in ("bf16", "fp16"):
                 with torch.autocast("cuda", dtype=DTYPES[dtype]):
                     out = model(x)
-                row[f"{dtype}_vs_fp32"] = rel_err(out, gpu)
+                row[f"{dtype}_vs_fp32"] = max_rel_error(out, gpu)
                 row[f"{dtype}_finite"] = all(bool(torch.isfinite(o).all()) for o in out)
             fused = prepare(self.our_model(arch), "fused").cuda()
-            row["fused_vs_eager"] = rel_err(fused(x), gpu)
+            row["fused_vs_eager"] = max_rel_error(fused(x), gpu)
             ref = self.reference(arch).eval() if self.reference is not None else None
             if ref is not None and hasattr(ref, "original_state_dict"):
                 ours_ref = hrformer.from_original(ref.original_state_dict(), arch=arch).cuda().eval()
                 ref.cuda()
                 ref_out = ref(x)
                 ours_out = ours_ref.forward_features(x)
-                row["ours_vs_reference_fp32"] = rel_err(ours_out, ref_out)
+                row["ours_vs_reference_fp32"] = max_rel_error(ours_out, ref_out)
         self.emit("agreement", row)
 
     def inference(self, arch: str) -> None:
@@ -180,7 +171,7 @@ class Bench:
             step()
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            ts = [cuda_time(step, 3) for _ in range(self.args.repeats)]
+            ts = [seconds_per_call(step, 3, "cuda") for _ in range(self.args.repeats)]
             peak = torch.cuda.max_memory_allocated() / 2**20
             rows.append({"model": arch, "impl": impl, "dtype": dtype, "batch": batch, "checkpointing": ckpt,
                          "ms": round(statistics.median(ts) * 1e3, 1), "peak_mb": round(peak)})
@@ -214,7 +205,7 @@ class Bench:
                 return
             graph.replay()
             torch.cuda.synchronize()
-            err = rel_err(static_out, run_fused())
+            err = max_rel_error(static_out, run_fused())
             times = interleaved({"fused": run_fused, "fused+cuda_graph": graph.replay}, self.args.repeats,
                                 self.args.warmup, self.args.block)
             base = statistics.median(times["fused"])
@@ -242,7 +233,7 @@ class Bench:
         times = interleaved({"fused": forward_fn(fused, x, dtype), "fused+compiled": run},
                             self.args.repeats, 1, self.args.block)
         with torch.inference_mode():
-            err = rel_err(forward_fn(compiled, x, dtype)(), forward_fn(fused, x, dtype)())
+            err = max_rel_error(forward_fn(compiled, x, dtype)(), forward_fn(fused, x, dtype)())
         base = statistics.median(times["fused"])
         for mode, ts in times.items():
             ms = statistics.median(ts) * 1e3

@@ -52,9 +52,11 @@ def forward_fn(model: torch.nn.Module, x: torch.Tensor, dtype: str = "fp32") -> 
 
 
 def max_rel_error(outputs: Any, expected: List[torch.Tensor]) -> float:
-    """Largest ``|output - expected| / max |expected|`` over the maps (NaN if any output is not finite)."""
+    """Largest ``|output - expected| / max |expected|`` over the maps, compared in fp32 on the
+    outputs' device (NaN if an output is not finite or the number of maps differs)."""
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    errors = [float((o.float() - e).abs().max() / e.abs().max()) for o, e in zip(outputs, expected)]
+    errors = [float((o.float() - e.float().to(o.device)).abs().max() / e.float().abs().max())
+              for o, e in zip(outputs, expected)]
     return max(errors) if len(outputs) == len(expected) else float("nan")
 
 

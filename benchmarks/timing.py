@@ -90,7 +90,7 @@ def interleaved(
     return out
 
 
-def seconds_per_call(fn: Callable[[], object], calls: int, device: str = "cuda") -> float:
+def seconds_per_call(fn: Callable[[], object], calls: int, device: str) -> float:
     """Mean seconds per call of ``fn`` over ``calls`` calls: CUDA events on a GPU (the kernels'
     time, not the launches'), the wall clock elsewhere."""
     if device.startswith("cuda"):
