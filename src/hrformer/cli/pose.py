@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 
 from ..pose import BBOX_FORMATS, DECODE_METHODS
 from .errors import IMAGE_SUFFIXES, check_device, check_input, check_output, fail, to_json, user_errors, write_json
-from .resolve import load_model
+from .resolve import add_image_and_model_arguments, load_model
 
 
 def _number(value: Any, where: str) -> float:
@@ -106,11 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Register the ``pose`` command on ``sub``."""
     p = sub.add_parser("pose", help="top-down keypoints of the persons in an image (needs Pillow)")
-    p.add_argument("image", help="an image file Pillow reads")
-    p.add_argument("--model", required=True,
-                   help="arch.tag with pose weights (e.g. hrformer_s.coco_256x192), a saved model directory / "
-                        ".safetensors, hf-hub:org/name, an original checkpoint, or a bare arch with --weights")
-    p.add_argument("--weights", help="a checkpoint for --model (an architecture or tag)")
+    add_image_and_model_arguments(p, "pose weights (e.g. hrformer_s.coco_256x192)")
     p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X1", "Y1", "X2", "Y2"),
                    help="a person box in image pixels; repeat for several (default: the whole image)")
     p.add_argument("--boxes", metavar="FILE.json",

@@ -30,7 +30,20 @@ from torch import nn
 from .errors import UserError, fail, one_line, user_errors
 
 if TYPE_CHECKING:
+    import argparse
+
     from ..weights import Checkpoint
+
+def add_image_and_model_arguments(p: "argparse.ArgumentParser", weights_kind: str) -> None:
+    """The arguments every image command reads its input and model from: ``image``, ``--model``
+    (a SOURCE, above; ``weights_kind`` names what its tag must carry, e.g. "pose weights (e.g.
+    hrformer_s.coco_256x192)") and ``--weights``."""
+    p.add_argument("image", help="an image file Pillow reads")
+    p.add_argument("--model", required=True,
+                   help=f"arch.tag with {weights_kind}, a saved model directory / .safetensors, hf-hub:org/name, "
+                        "an original checkpoint, or a bare arch with --weights")
+    p.add_argument("--weights", help="a checkpoint for --model (an architecture or tag)")
+
 
 DEFAULT_HEAD = "default"
 SAVED_PREFIXES = ("hf-hub:", "local-dir:")

@@ -23,7 +23,7 @@ from .errors import (
     user_errors,
     write_json,
 )
-from .resolve import load_model
+from .resolve import add_image_and_model_arguments, load_model
 
 
 def _save_labels(labels: Any, path: str) -> None:
@@ -126,12 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Register the ``segment`` command on ``sub``."""
     p = sub.add_parser("segment", help="semantic segmentation of an image (needs Pillow)")
-    p.add_argument("image", help="an image file Pillow reads")
-    p.add_argument("--model", required=True,
-                   help="arch.tag with segmentation weights (e.g. hrformer_s.cityscapes_ocr), a saved model "
-                        "directory / .safetensors, hf-hub:org/name, an original checkpoint, or a bare arch with "
-                        "--weights")
-    p.add_argument("--weights", help="a checkpoint for --model (an architecture or tag)")
+    add_image_and_model_arguments(p, "segmentation weights (e.g. hrformer_s.cityscapes_ocr)")
     p.add_argument("--out", help="the picture with the colour label map blended over it (.png, .jpg...)")
     p.add_argument("--labels", help="the label map (class indices, 8-bit PNG; 16-bit above 255 classes)")
     p.add_argument("--json", help="image size and the classes present (name, colour, fraction) as JSON")
