@@ -1,6 +1,17 @@
 """hrformer: the High-Resolution Transformer (HRFormer, NeurIPS 2021) as a PyTorch backbone."""
 
-from .config import ARCHS, ConfigError, HRFormerConfig
+from .config import ARCHS, HRFormerConfig
+from .errors import (
+    CheckpointError,
+    CheckpointLayoutError,
+    CheckpointReadError,
+    ConfigError,
+    HRFormerError,
+    InputError,
+    InputTypeError,
+    ResourceLimitError,
+    WeightsUnavailableError,
+)
 from .factory import (
     create_model,
     from_original,
@@ -17,11 +28,7 @@ from .classification import create_transform
 from .model import HRFormer
 from .profiling import Profile, profile
 from .weights import (
-    CheckpointError,
-    CheckpointLayoutError,
-    CheckpointReadError,
     PretrainedCfg,
-    WeightsUnavailableError,
     convert_original,
     get_pretrained_cfg,
     load_weights,
@@ -31,7 +38,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHS", "CheckpointError", "CheckpointLayoutError", "CheckpointReadError", "ConfigError", "HRFormer",
-    "HRFormerConfig", "PretrainedCfg", "Profile", "WeightsUnavailableError", "classification", "convert_original",
+    "HRFormerConfig", "HRFormerError", "InputError", "InputTypeError", "PretrainedCfg",
+    "ResourceLimitError", "Profile", "WeightsUnavailableError", "classification", "convert_original",
     "create_model", "create_transform", "export_onnx", "from_original", "from_pretrained", "fuse_for_inference",
     "get_pretrained_cfg", "list_models", "load_weights", "pose", "profile", "push_to_hub", "resolve_data_config",
     "save_pretrained", "segmentation", "set_fast_path", "__version__",

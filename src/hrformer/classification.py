@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import InputError
 from .image import load_images
 from .inference import check_model, data_config, model_device_dtype, normalize
 
@@ -72,10 +73,10 @@ class EvalTransform:
         self.input_size = tuple(int(v) for v in cfg["input_size"])
         self.crop_pct = float(cfg["crop_pct"])
         if not 0 < self.crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {cfg['crop_pct']!r}")
+            raise InputError(f"crop_pct must be in (0, 1], got {cfg['crop_pct']!r}")
         self.interpolation = str(cfg["interpolation"])
         if self.interpolation not in _MODES:
-            raise ValueError(f"interpolation must be one of {tuple(_MODES)}, got {self.interpolation!r}")
+            raise InputError(f"interpolation must be one of {tuple(_MODES)}, got {self.interpolation!r}")
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
         self.channel_order = cfg["channel_order"]
         self._cfg = {"mean": self.mean, "std": self.std, "channel_order": self.channel_order}
@@ -160,9 +161,9 @@ def predict(
     """
     check_model(model, "classification")
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise ValueError(f"topk must be a positive int, got {topk!r}")
+        raise InputError(f"topk must be a positive int, got {topk!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     transform = create_transform(model)
     images, batched = load_images(image, channel_order=channel_order, in_chans=transform.input_size[0])
     device, dtype = model_device_dtype(model)
@@ -172,7 +173,7 @@ def predict(
         logits = model(x).float()
         num_classes = logits.shape[-1]
         if topk > num_classes:
-            raise ValueError(f"topk={topk} but the model has {num_classes} classes")
+            raise InputError(f"topk={topk} but the model has {num_classes} classes")
         names = _class_names(model, num_classes)
         probabilities, indices = logits.softmax(-1).topk(topk, dim=-1)
         for p, i in zip(probabilities.cpu(), indices.cpu()):

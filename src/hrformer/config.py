@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict, Tuple
 
+from .errors import ConfigError
+
 BLOCK_TYPES = ("transformer", "basic")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 _TUPLE_FIELDS = ("channels", "heads", "modules")
@@ -20,10 +22,6 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """An int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class ConfigError(ValueError):
-    """An invalid architecture option (its message names the field)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .image import PILLOW_HINT, load_image, to_pil
 
 if TYPE_CHECKING:  # Pillow is optional: imported inside draw_pose
@@ -55,7 +56,7 @@ def draw_pose(
         boxes = result.boxes if boxes is None else boxes
         box_scores = result.box_scores if box_scores is None else box_scores
     if scores is None:
-        raise ValueError("draw_pose needs the keypoint scores (or a PoseResult)")
+        raise InputError("draw_pose needs the keypoint scores (or a PoseResult)")
     canvas = to_pil(image, channel_order=channel_order)
     keypoints = torch.as_tensor(keypoints).detach().cpu().double()
     keypoints = keypoints.reshape(-1, *keypoints.shape[-2:])

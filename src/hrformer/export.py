@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .errors import InputError
+
 DEFAULT_OPSET = 17
 
 
@@ -58,7 +60,7 @@ def export_onnx(
     """
     size = tuple(int(s) for s in (input_size or _default_input_size(model)))
     if len(size) != 2:
-        raise ValueError(f"input_size must be (H, W), got {input_size}")
+        raise InputError(f"input_size must be (H, W), got {input_size}")
     in_chans = getattr(model, "in_chans", 3)
     param = next(model.parameters())
     example = torch.randn(batch_size, in_chans, *size, dtype=param.dtype, device=param.device)

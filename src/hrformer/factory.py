@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Uni
 from torch import nn
 
 from .config import ARCHS, CONFIG_FIELDS, ConfigError, HRFormerConfig
+from .errors import InputError, InputTypeError
 from .heads import HEADS
 from .keypoints import COCO_KEYPOINTS
 from .model import HRFormer
@@ -82,7 +83,7 @@ def get_model_entry(name: str) -> ModelEntry:
     if arch not in _MODELS:
         close = difflib.get_close_matches(arch, list(_MODELS), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Available: {', '.join(sorted(_MODELS))}")
+        raise InputError(f"Unknown model {name!r}.{hint} Available: {', '.join(sorted(_MODELS))}")
     return _MODELS[arch]
 
 
@@ -147,7 +148,7 @@ def _build(
         # The head named (by the tag, the weights or the user) still sets the backbone's defaults.
         given = sorted(k for k in kwargs if k in _HEAD_OUTPUT_ARGS)
         if given:
-            raise ValueError(
+            raise InputError(
                 f"create_model({name!r}): {', '.join(given)}: does not apply with features_only=True (no head)"
             )
         merged = {k: v for k, v in merged.items() if k not in _HEAD_OUTPUT_ARGS}
@@ -160,7 +161,7 @@ def _build(
         config = config.with_(**arch_changes) if arch_changes else config
         return HRFormer(config, **merged)
     except TypeError as e:
-        raise TypeError(f"create_model({name!r}): {e}") from None
+        raise InputTypeError(f"create_model({name!r}): {e}") from None
     except ConfigError as e:
         raise ConfigError(f"create_model({name!r}): {e}") from None
 
@@ -319,13 +320,13 @@ def resolve_data_config(
     segmentation tag's ``test_size``."""
     if isinstance(args, nn.Module):
         if model is not None:
-            raise TypeError("resolve_data_config: give the model once (positionally or as model=)")
+            raise InputTypeError("resolve_data_config: give the model once (positionally or as model=)")
         model, args = args, None
     if args is not None and not isinstance(args, Mapping):
-        raise TypeError(f"resolve_data_config: args must be a mapping (or the model), got {type(args).__name__}")
+        raise InputTypeError(f"resolve_data_config: args must be a mapping (or the model), got {type(args).__name__}")
     if pretrained_cfg is None:
         if model is None:
-            raise TypeError("resolve_data_config needs a model or a pretrained_cfg")
+            raise InputTypeError("resolve_data_config needs a model or a pretrained_cfg")
         model = unwrap_model(model)
         pretrained_cfg = getattr(model, "pretrained_cfg", None) or default_pretrained_cfg("", model)
     config = {key: pretrained_cfg.get(key) for key in _DATA_KEYS}
@@ -376,10 +377,10 @@ def create_model(
     ``out_indices`` (default: all four) and whose ``feature_info`` describes them.
     """
     if pretrained is None or not isinstance(pretrained, (bool, str, os.PathLike)):
-        raise TypeError(f"pretrained must be True/False or the path of a local checkpoint, got {pretrained!r}")
+        raise InputTypeError(f"pretrained must be True/False or the path of a local checkpoint, got {pretrained!r}")
     if not isinstance(pretrained, bool):
         if checkpoint_path is not None:
-            raise ValueError("give the local checkpoint once: pretrained='path' or checkpoint_path='path'")
+            raise InputError("give the local checkpoint once: pretrained='path' or checkpoint_path='path'")
         if not os.path.exists(pretrained):
             raise FileNotFoundError(
                 f"pretrained={os.fspath(pretrained)!r}: no such file. pretrained= takes True/False or the path of a "
@@ -478,9 +479,9 @@ def _savable(model: nn.Module) -> HRFormer:
     """The HRFormer to save (wrappers such as DataParallel removed), or an error saying why not."""
     model = unwrap_model(model)
     if not isinstance(model, HRFormer):
-        raise TypeError(f"expected an hrformer.HRFormer (or a wrapper of one), got {type(model).__name__}")
+        raise InputTypeError(f"expected an hrformer.HRFormer (or a wrapper of one), got {type(model).__name__}")
     if getattr(model, "is_fused", False):
-        raise ValueError(
+        raise InputError(
             "this model was fused for inference (BatchNorm folded into the convolutions): its state dict no longer "
             "matches the architecture. Save the unfused model and fuse it after loading."
         )
@@ -494,7 +495,7 @@ def save_pretrained(
     ``path`` itself when it ends in ``.safetensors``); returns both paths. ``pretrained_cfg``
     defaults to ``model.pretrained_cfg``. A fused model is refused."""
     if os.path.splitext(os.fspath(path))[1] in hub.TORCH_SUFFIXES:
-        raise ValueError(
+        raise InputError(
             f"save_pretrained({os.fspath(path)!r}): writes model.safetensors + config.json into a directory (or a "
             "'.safetensors' file with config.json beside it), not a pickle; pass a directory, or use "
             "torch.save(model.state_dict(), path) for a bare .pth"

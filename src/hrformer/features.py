@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from .errors import InputError, InputTypeError
+
 
 class FeatureInfo:
     """One entry per returned map: ``num_chs``, ``reduction`` (stride), ``module`` (a name in
@@ -55,20 +57,20 @@ def feature_take_indices(
     if indices is None:
         indices = num_features
     if isinstance(indices, bool) or not isinstance(indices, (int, Sequence)) or isinstance(indices, str):
-        raise TypeError(f"indices must be None, an int (the last n maps) or a sequence of ints, got {indices!r}")
+        raise InputTypeError(f"indices must be None, an int (the last n maps) or a sequence of ints, got {indices!r}")
     if isinstance(indices, int):
         if not 1 <= indices <= num_features:
-            raise ValueError(f"indices={indices}: take between 1 and {num_features} of the {num_features} maps")
+            raise InputError(f"indices={indices}: take between 1 and {num_features} of the {num_features} maps")
         take = list(range(num_features - indices, num_features))
     else:
         take = []
         for i in indices:
             if isinstance(i, bool) or not isinstance(i, int) or not -num_features <= i < num_features:
-                raise ValueError(
+                raise InputError(
                     f"indices={list(indices)}: {i!r} is not a map position in [-{num_features}, {num_features})"
                 )
             take.append(i % num_features)
         if not take:
-            raise ValueError("indices is empty: name at least one map")
+            raise InputError("indices is empty: name at least one map")
         take = sorted(set(take))
     return take, take[-1]

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .errors import InputError, InputTypeError
+
 if TYPE_CHECKING:  # Pillow and numpy are optional: imported where used
     from PIL import Image as PILImage
 
@@ -62,7 +64,7 @@ def _is_numpy(obj: Any) -> bool:
 def _check_channel_order(channel_order: str) -> str:
     order = channel_order.upper() if isinstance(channel_order, str) else channel_order
     if order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel_order must be 'RGB' or 'BGR' (OpenCV images are BGR), got {channel_order!r}")
+        raise InputError(f"channel_order must be 'RGB' or 'BGR' (OpenCV images are BGR), got {channel_order!r}")
     return order
 
 
@@ -77,7 +79,7 @@ def _read_file(path: Union[str, "os.PathLike[str]"], in_chans: int) -> Tensor:
             img.load()
             return _from_pil(img, in_chans, source=repr(name))
     except Image.UnidentifiedImageError:
-        raise ValueError(f"image {name!r}: not an image file Pillow can read") from None
+        raise InputError(f"image {name!r}: not an image file Pillow can read") from None
 
 
 def _pil_bytes(img: "PILImage.Image", dtype: torch.dtype) -> Tensor:
@@ -92,17 +94,17 @@ def _from_pil(img: "PILImage.Image", in_chans: int, source: str = "PIL image") -
     from PIL import ImageOps
 
     if in_chans not in (1, 3):
-        raise ValueError(f"{source}: a model with in_chans={in_chans} takes arrays or tensors with {in_chans} "
+        raise InputError(f"{source}: a model with in_chans={in_chans} takes arrays or tensors with {in_chans} "
                          "channels, not image files / PIL images (RGB or gray)")
     if img.width == 0 or img.height == 0:
-        raise ValueError(f"{source}: empty image (size {img.width}x{img.height})")
+        raise InputError(f"{source}: empty image (size {img.width}x{img.height})")
     img = ImageOps.exif_transpose(img)  # phone photos: the pixels as the camera held them
     mode = img.mode
     if mode.startswith("I;16") or mode == "I":  # 16-bit (or 32-bit integer) gray
         gray = _pil_bytes(img.convert("I"), torch.int32).float()
         top = gray.max().item()
         if gray.min().item() < 0 or top > 65535:
-            raise ValueError(f"{source}: 32-bit integer pixels outside 0-65535; convert to 8 or 16 bits")
+            raise InputError(f"{source}: 32-bit integer pixels outside 0-65535; convert to 8 or 16 bits")
         x = gray / 65535.0
     elif mode == "F":  # 32-bit float gray: the float contract applies
         x = _check_float(_pil_bytes(img, torch.float32), source)
@@ -123,15 +125,15 @@ def _check_float(x: Tensor, source: str) -> Tensor:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise ValueError(f"{source}: {bad} NaN / Inf pixel value(s); give a finite image")
+        raise InputError(f"{source}: {bad} NaN / Inf pixel value(s); give a finite image")
     lo, hi = float(x.min()), float(x.max())
     if hi > 1 + _RANGE_TOLERANCE:
-        raise ValueError(
+        raise InputError(
             f"{source}: float pixels must lie in [0, 1], found values up to {hi:g}: divide by 255 "
             "(or pass uint8 pixels)"
         )
     if lo < -_RANGE_TOLERANCE:
-        raise ValueError(
+        raise InputError(
             f"{source}: float pixels must lie in [0, 1], found values down to {lo:g}: pass the raw image, "
             "not a normalised one (predict normalises with the model's mean / std)"
         )
@@ -147,7 +149,7 @@ def _to_unit(x: Tensor, source: str) -> Tensor:
         return x.float() / 65535.0
     if x.is_floating_point():
         return _check_float(x, source)
-    raise ValueError(f"{source}: pixels of dtype {x.dtype} are ambiguous: convert to uint8 (0-255) "
+    raise InputError(f"{source}: pixels of dtype {x.dtype} are ambiguous: convert to uint8 (0-255) "
                      "or to float in [0, 1]")
 
 
@@ -163,12 +165,12 @@ def _fit_channels(x: Tensor, in_chans: int, source: str) -> Tensor:
         hint = ": drop the alpha channel (image[..., :3] for an HWC array, image[:3] for a tensor)"
     elif c == 3 and in_chans == 1:
         hint = ": convert it to gray first (e.g. PIL .convert('L') or a path, which is converted for you)"
-    raise ValueError(f"{source}: {c} channels, the model takes {in_chans} (in_chans={in_chans}){hint}")
+    raise InputError(f"{source}: {c} channels, the model takes {in_chans} (in_chans={in_chans}){hint}")
 
 
 def _check_size(x: Tensor, source: str) -> None:
     if x.shape[-1] == 0 or x.shape[-2] == 0 or x.shape[-3] == 0:
-        raise ValueError(f"{source}: empty image (shape {tuple(x.shape)})")
+        raise InputError(f"{source}: empty image (shape {tuple(x.shape)})")
 
 
 def _from_chw(x: Tensor, order: str, in_chans: int, source: str) -> Tensor:
@@ -187,39 +189,39 @@ def _looks_hwc(shape: Sequence[int]) -> bool:
 def _from_tensor(x: Tensor, order: str, in_chans: int, source: str) -> List[Tensor]:
     if x.dim() == 3:
         if _looks_hwc(x.shape) and x.shape[0] != in_chans:
-            raise ValueError(f"{source}: shape {tuple(x.shape)} looks like (H, W, C); tensors are (C, H, W): "
+            raise InputError(f"{source}: shape {tuple(x.shape)} looks like (H, W, C); tensors are (C, H, W): "
                              "use image.permute(2, 0, 1)")
         return [_from_chw(x, order, in_chans, source)]
     if x.dim() == 4:
         if _looks_hwc(x.shape) and x.shape[1] != in_chans:
-            raise ValueError(f"{source}: shape {tuple(x.shape)} looks like (B, H, W, C); tensors are (B, C, H, W): "
+            raise InputError(f"{source}: shape {tuple(x.shape)} looks like (B, H, W, C); tensors are (B, C, H, W): "
                              "use images.permute(0, 3, 1, 2)")
         if x.shape[0] == 0:
-            raise ValueError(f"{source}: empty batch (shape {tuple(x.shape)})")
+            raise InputError(f"{source}: empty batch (shape {tuple(x.shape)})")
         _check_size(x[0], source)
         # Checked and converted as one tensor, then split into views.
         batch = _to_unit(x, source)
         if order == "BGR" and batch.shape[1] == 3:
             batch = batch.flip(1)
         return [_fit_channels(image, in_chans, f"{source}[{i}]") for i, image in enumerate(batch)]
-    raise ValueError(f"{source}: tensors must be (C, H, W) or (B, C, H, W); got shape {tuple(x.shape)}")
+    raise InputError(f"{source}: tensors must be (C, H, W) or (B, C, H, W); got shape {tuple(x.shape)}")
 
 
 def _from_numpy(array: Any, order: str, in_chans: int, source: str) -> List[Tensor]:
     import numpy as np
 
     if array.dtype == np.bool_ or array.dtype.kind not in "uif":
-        raise ValueError(f"{source}: pixels of dtype {array.dtype} are not an image: give uint8 (0-255) "
+        raise InputError(f"{source}: pixels of dtype {array.dtype} are not an image: give uint8 (0-255) "
                          "or float in [0, 1]")
     if array.dtype.kind == "u" and array.dtype.itemsize > 2 or array.dtype.kind == "i":
-        raise ValueError(f"{source}: pixels of dtype {array.dtype} are ambiguous: convert to uint8 (0-255) "
+        raise InputError(f"{source}: pixels of dtype {array.dtype} are ambiguous: convert to uint8 (0-255) "
                          "or to float in [0, 1]")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim not in (3, 4):
-        raise ValueError(f"{source}: numpy images are (H, W, C), (H, W) or (B, H, W, C); got shape {array.shape}")
+        raise InputError(f"{source}: numpy images are (H, W, C), (H, W) or (B, H, W, C); got shape {array.shape}")
     if array.shape[-1] not in (1, 3, 4, in_chans) and array.shape[-3] in (1, 3, 4):
-        raise ValueError(f"{source}: shape {array.shape} looks like (C, H, W); numpy images are (H, W, C): "
+        raise InputError(f"{source}: shape {array.shape} looks like (C, H, W); numpy images are (H, W, C): "
                          "use array.transpose(1, 2, 0)")
     if not array.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants writable memory
         array = array.copy()
@@ -240,7 +242,7 @@ def _load_one(item: Any, order: str, in_chans: int, source: str) -> List[Tensor]
         return _from_numpy(item, order, in_chans, source)
     if _is_pil(item):
         return [_from_pil(item, in_chans, source)]
-    raise TypeError(
+    raise InputTypeError(
         f"{source}: unsupported image type {type(item).__name__}; give a path, a PIL image, a numpy (H, W, C) "
         "array, a torch (C, H, W) / (B, C, H, W) tensor, or a list of these"
     )
@@ -257,14 +259,14 @@ def load_images(
     """
     order = _check_channel_order(channel_order)
     if not isinstance(in_chans, int) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        raise InputError(f"in_chans must be a positive int, got {in_chans!r}")
     if isinstance(image, (list, tuple)):
         if len(image) == 0:
-            raise ValueError("no images: the list is empty")
+            raise InputError("no images: the list is empty")
         images: List[Tensor] = []
         for i, item in enumerate(image):
             if isinstance(item, (list, tuple)):
-                raise TypeError(f"image[{i}] is a {type(item).__name__}: give a flat list of images")
+                raise InputTypeError(f"image[{i}] is a {type(item).__name__}: give a flat list of images")
             images.extend(_load_one(item, order, in_chans, f"image[{i}]"))
         return images, True
     images = _load_one(image, order, in_chans, "image")
@@ -276,7 +278,7 @@ def load_image(image: Any, *, channel_order: str = "RGB", in_chans: int = 3) -> 
     """One image (module docstring) -> a float32 (in_chans, H, W) tensor in [0, 1], RGB or gray."""
     images, batched = load_images(image, channel_order=channel_order, in_chans=in_chans)
     if batched and len(images) != 1:
-        raise ValueError(f"expected one image, got a batch of {len(images)}")
+        raise InputError(f"expected one image, got a batch of {len(images)}")
     return images[0]
 
 

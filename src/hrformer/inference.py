@@ -14,6 +14,8 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import Tensor, nn
 
+from .errors import InputError, InputTypeError
+
 # The heads (``model.head_type``) each task's predict can decode.
 TASK_HEADS: Dict[str, Tuple[str, ...]] = {
     "pose": ("pose",),
@@ -37,13 +39,13 @@ def check_model(model: nn.Module, task: str) -> None:
     (any submodule; fix: ``model.eval()``), or with a head of another task (``model.head_type``; a
     module without that attribute is taken as the caller's own network and trusted)."""
     if task not in TASK_HEADS:
-        raise ValueError(f"task must be one of {tuple(TASK_HEADS)}, got {task!r}")
+        raise InputError(f"task must be one of {tuple(TASK_HEADS)}, got {task!r}")
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     training = [name or "the model" for name, m in model.named_modules() if m.training]
     if training:
         where = training[0] if training[0] == "the model" else f"submodule {training[0]!r}"
-        raise ValueError(
+        raise InputError(
             f"{where} is in training mode (dropout, batch statistics): call model.eval() before predict "
             "(predict never switches modes itself, so that threads can share one model)"
         )
@@ -52,7 +54,7 @@ def check_model(model: nn.Module, task: str) -> None:
     head = model.head_type
     if head not in TASK_HEADS[task]:
         what = f"head {head!r}" if head is not None else "no head (a backbone)"
-        raise ValueError(f"{task} needs a model with a {' or '.join(map(repr, TASK_HEADS[task]))} head; this one has "
+        raise InputError(f"{task} needs a model with a {' or '.join(map(repr, TASK_HEADS[task]))} head; this one has "
                          f"{what}: create it with {_TAGS[task]}")
 
 
@@ -74,7 +76,7 @@ def data_config(model_or_cfg: Any) -> Dict[str, Any]:
         out[key] = default if value is None else value
     order = str(out["channel_order"]).upper()
     if order not in ("RGB", "BGR"):
-        raise ValueError(f"the model's pretrained_cfg has channel_order {out['channel_order']!r}; expected RGB or BGR")
+        raise InputError(f"the model's pretrained_cfg has channel_order {out['channel_order']!r}; expected RGB or BGR")
     out["channel_order"] = order
     return out
 

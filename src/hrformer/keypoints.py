@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class KeypointInfo:
@@ -27,11 +29,11 @@ class KeypointInfo:
     def __post_init__(self) -> None:
         k = len(self.names)
         if len(self.flip_indices) != k or len(self.sigmas) != k:
-            raise ValueError(f"names, flip_indices and sigmas must all have {k} entries")
+            raise InputError(f"names, flip_indices and sigmas must all have {k} entries")
         if sorted(self.flip_indices) != list(range(k)):
-            raise ValueError("flip_indices must be a permutation of range(K)")
+            raise InputError("flip_indices must be a permutation of range(K)")
         if any(not (0 <= a < k and 0 <= b < k) for a, b in self.skeleton):
-            raise ValueError(f"skeleton indices must lie in [0, {k})")
+            raise InputError(f"skeleton indices must lie in [0, {k})")
 
     @property
     def num_keypoints(self) -> int:

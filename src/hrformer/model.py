@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .config import HRFormerConfig, is_int, is_number
+from .errors import InputError, InputTypeError
 from .fast import fuse_for_inference
 from .features import FeatureInfo, feature_take_indices
 from .heads import Head, resolve_head
@@ -134,7 +135,7 @@ class HRFormer(nn.Module):
         ``return_aux=True`` for the OCR head); heads that declare ``needs_output_size`` also get
         ``output_size=`` the input's (H, W)."""
         if self.head is None and head_kwargs:
-            raise TypeError(f"a model without a head takes no head arguments, got {sorted(head_kwargs)}")
+            raise InputTypeError(f"a model without a head takes no head arguments, got {sorted(head_kwargs)}")
         feats = self.forward_features(x)
         if self.head is None:
             return [feats[i] for i in self.out_indices]
@@ -162,7 +163,7 @@ class HRFormer(nn.Module):
         norm, so ``norm`` is accepted and changes nothing (as timm's models without one).
         """
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt={output_fmt!r}: HRFormer's maps are NCHW only; pass output_fmt='NCHW'")
+            raise InputError(f"output_fmt={output_fmt!r}: HRFormer's maps are NCHW only; pass output_fmt='NCHW'")
         take, _ = feature_take_indices(self.config.num_outputs, indices)
         feats = self.forward_features(x)
         intermediates = [feats[i] for i in take]
@@ -218,19 +219,19 @@ class HRFormer(nn.Module):
 
     def _check_input(self, x: Any) -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+            raise InputTypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
-            raise ValueError(f"expected a 4-D input (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}")
+            raise InputError(f"expected a 4-D input (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"expected {self.in_chans} input channels, got {x.shape[1]} (input shape {tuple(x.shape)}); "
                 f"build the model with in_chans={x.shape[1]} or convert the input"
             )
         if not x.is_floating_point():
-            raise TypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
+            raise InputTypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
         weight = self.stem.conv1.conv.weight
         if x.dtype != weight.dtype and not _autocast_on(x):
-            raise TypeError(self._input_dtype_advice(x.dtype, weight.dtype))
+            raise InputTypeError(self._input_dtype_advice(x.dtype, weight.dtype))
 
     def _input_dtype_advice(self, given: torch.dtype, params: torch.dtype) -> str:
         """What to do about an input whose dtype the parameters do not share (a fused reduced-precision
@@ -330,33 +331,33 @@ def _autocast_on(x: torch.Tensor) -> bool:
 def _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices,
                 norm_eval) -> None:
     if not is_int(in_chans) or in_chans <= 0:
-        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+        raise InputError(f"in_chans must be a positive integer, got {in_chans!r}")
     for name, rate in (("drop_path_rate", drop_path_rate), ("drop_rate", drop_rate)):
         if not is_number(rate) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+            raise InputError(f"{name} must be a number in [0, 1), got {rate!r}")
     if not isinstance(norm_eval, bool):
-        raise ValueError(f"norm_eval must be True or False (a bool, not a string or number), got {norm_eval!r}")
+        raise InputError(f"norm_eval must be True or False (a bool, not a string or number), got {norm_eval!r}")
     if drop_rate and (head_type is None or not head_type.has_dropout):
         owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
-        raise ValueError(f"drop_rate={drop_rate} does not apply to {owner} (it has no dropout)")
+        raise InputError(f"drop_rate={drop_rate} does not apply to {owner} (it has no dropout)")
     if not is_int(frozen_stages) or not -1 <= frozen_stages <= 4:
-        raise ValueError(f"frozen_stages must be -1 (nothing) or 0..4, got {frozen_stages!r}")
+        raise InputError(f"frozen_stages must be -1 (nothing) or 0..4, got {frozen_stages!r}")
     if head_type is not None and config.num_outputs < head_type.maps_needed:
-        raise ValueError(
+        raise InputError(
             f"head={head_type.task!r} reads all {head_type.maps_needed} maps but multiscale_output=False keeps only "
             "the stride-4 map: build it with multiscale_output=True"
         )
     if out_indices is not None:
         if head_type is not None:
-            raise ValueError("out_indices applies to a backbone (head=None or features_only=True)")
+            raise InputError("out_indices applies to a backbone (head=None or features_only=True)")
         indices = tuple(out_indices)
         if not indices:
-            raise ValueError("out_indices is empty: name at least one map (0..3)")
+            raise InputError("out_indices is empty: name at least one map (0..3)")
         if len(set(indices)) != len(indices):
-            raise ValueError(f"out_indices {indices} repeats a map")
+            raise InputError(f"out_indices {indices} repeats a map")
         for i in indices:
             if not is_int(i) or not 0 <= i < config.num_outputs:
                 why = (" (multiscale_output=False: the single-scale last stage, as in the pose models, computes only "
                        "the stride-4 map; build with multiscale_output=True for the others)"
                        if not config.multiscale_output else "")
-                raise ValueError(f"out_indices {indices}: {i!r} out of range for {config.num_outputs} map(s){why}")
+                raise InputError(f"out_indices {indices}: {i!r} out of range for {config.num_outputs} map(s){why}")

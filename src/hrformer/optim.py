@@ -11,6 +11,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from torch import nn
 
+from .errors import InputError, InputTypeError
+
 # A matcher entry whose suffix ends with this joins the group sorted just before it (timm's rule).
 MATCH_PREVIOUS_GROUP = 99999
 
@@ -65,9 +67,9 @@ def param_groups_layer_decay(
     schedulers would apply it a second time to the already scaled ``lr``.
     """
     if not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+        raise InputError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
     if not hasattr(model, "group_matcher"):
-        raise TypeError(f"{type(model).__name__} has no group_matcher(); pass an hrformer.HRFormer")
+        raise InputTypeError(f"{type(model).__name__} has no group_matcher(); pass an hrformer.HRFormer")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     ids = layer_ids((n for n, _ in named), model.group_matcher(coarse=False))
     last = max(ids.values(), default=0)

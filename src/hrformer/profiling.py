@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .errors import InputError
 from .layers.attention import LocalWindowAttention
 
 _ATTENTION_OPS = ("_scaled_dot_product", "bmm", "baddbmm", "flash_attention", "efficient_attention")
@@ -72,7 +73,7 @@ def profile(model: nn.Module, input_size: Union[int, Sequence[int]] = (224, 224)
     if len(input_size) == 2:
         input_size = (getattr(model, "in_chans", 3),) + input_size
     if len(input_size) != 3:
-        raise ValueError(f"input_size must be (H, W) or (C, H, W), got {input_size}")
+        raise InputError(f"input_size must be (H, W) or (C, H, W), got {input_size}")
     param = next(model.parameters())
     x = torch.zeros((1,) + input_size, dtype=param.dtype, device=param.device)
     was_training = model.training

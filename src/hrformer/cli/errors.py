@@ -18,6 +18,8 @@ from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 import torch
 
+from ..errors import HRFormerError
+
 EXIT_USER_ERROR = 2
 
 # The pip command that brings each optional package (pyproject.toml's extras where one exists).
@@ -51,23 +53,28 @@ def missing_package(error: ImportError, needed_for: str) -> UserError:
     return UserError(f"{needed_for} needs the optional package {top!r}: {hint}")
 
 
+# Errors that are the user's to fix: the package's own refusals, and files that are missing, not
+# readable or not writable. Anything else raised inside :func:`user_errors` is a bug and keeps its traceback.
+USER_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
 @contextlib.contextmanager
 def user_errors(what: str, needed_for: Optional[str] = None) -> Iterator[None]:
-    """Turn the library's refusals of user input inside the block into :class:`UserError`.
+    """Turn the package's refusals of user input inside the block into :class:`UserError`.
 
     ``what`` names the input ("--weights x.pth", "image photo.jpg") when the library's message may
-    not. The library refuses bad input with ``ValueError`` / ``TypeError`` (its contract), missing
-    or unreadable files with ``OSError``, unavailable weights with ``WeightsUnavailableError``.
+    not. Only :class:`hrformer.HRFormerError`, the file errors of :data:`USER_FILE_ERRORS` and a
+    missing optional package are turned; the cause stays attached (``raise ... from``).
     """
     try:
         yield
     except UserError:
         raise
     except ImportError as e:
-        raise missing_package(e, needed_for or what) from None
-    except (OSError, ValueError, TypeError) as e:
+        raise missing_package(e, needed_for or what) from e
+    except (HRFormerError, *USER_FILE_ERRORS) as e:
         text = one_line(str(e) or type(e).__name__)
-        raise UserError(text if what in text or not what else f"{what}: {text}") from None
+        raise UserError(text if what in text or not what else f"{what}: {text}") from e
 
 
 # --------------------------------------------------------------------------- checks before any work

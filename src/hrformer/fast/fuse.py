@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..heads.ocr import OCRHead
 from ..layers.attention import LocalWindowAttention
 from ..layers.conv_blocks import BasicBlock, Bottleneck
@@ -144,7 +145,7 @@ def _unpickle_fused(cls: type) -> nn.Module:
 
 def _check_dtype(dtype: Optional[torch.dtype]) -> None:
     if dtype not in (None, torch.float32, torch.bfloat16):
-        raise ValueError(f"dtype must be None (keep the model's), torch.float32 or torch.bfloat16, got {dtype!r}")
+        raise InputError(f"dtype must be None (keep the model's), torch.float32 or torch.bfloat16, got {dtype!r}")
 
 
 def _warn_without_native_bf16(model: nn.Module) -> None:
@@ -175,7 +176,7 @@ def fuse_for_inference(model: M, dtype: Optional[torch.dtype] = None) -> M:
     if getattr(model, "is_fused", False):
         if dtype is not None and dtype != next(model.parameters()).dtype:
             if dtype != torch.bfloat16 or getattr(model, "casts_io", False):
-                raise ValueError(
+                raise InputError(
                     f"this model is already fused in {next(model.parameters()).dtype}; fuse a fresh copy of the "
                     f"unfused model with dtype={dtype}"
                 )

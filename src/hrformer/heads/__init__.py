@@ -4,6 +4,7 @@ from typing import Dict, Mapping, Optional, Tuple, Type
 
 import torch
 
+from ..errors import InputError
 from .base import Head
 from .classification import ClassificationHead
 from .ocr import OCRHead
@@ -20,13 +21,13 @@ def resolve_head(
     """The head class named ``head`` (``None``: no head) and its number of outputs; the output
     argument it does not take (``num_classes`` for ``"pose"``...) is an error, never ignored."""
     if head is not None and head not in HEADS:
-        raise ValueError(f"head must be one of {sorted(HEADS)} or None, got {head!r}")
+        raise InputError(f"head must be one of {sorted(HEADS)} or None, got {head!r}")
     head_type = HEADS[head] if head is not None else None
     given = {"num_classes": num_classes, "num_keypoints": num_keypoints}
     for arg, value in given.items():
         if value is not None and (head_type is None or arg != head_type.output_arg):
             owner = f"head={head_type.task!r}" if head_type is not None else "a model without a head"
-            raise ValueError(f"{arg}={value!r} does not apply to {owner}")
+            raise InputError(f"{arg}={value!r} does not apply to {owner}")
     if head_type is None:
         return None, 0
     value = given[head_type.output_arg]

@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class Head(nn.Module):
     """Base class of the task heads.
@@ -23,7 +25,11 @@ class Head(nn.Module):
     - ``config_defaults``: the backbone options its original code used, applied by ``create_model``
       unless given (e.g. the pose models' bilinear fusion and single-scale last stage);
     - ``needs_output_size``: ``HRFormer.forward`` passes ``output_size=`` (the input's (H, W)) to
-      its ``forward`` (heads whose outputs come at input resolution).
+      its ``forward`` (heads whose outputs come at input resolution);
+    - the task metadata of its models, which code outside ``heads/`` asks for instead of comparing
+      names: ``predict_task`` (the ``hrformer.<task>.predict`` that decodes its outputs),
+      ``crop_pct`` (classification's resize-then-crop; 1.0: no crop), ``decode_method`` (pose
+      heatmap decoding) and :meth:`default_metadata` (e.g. COCO keypoint names for 17 heatmaps).
 
     Subclasses are built as ``cls(in_chs, num_outputs, drop_rate=...)`` and map the backbone's maps
     to one tensor.
@@ -40,6 +46,9 @@ class Head(nn.Module):
     has_dropout: ClassVar[bool] = True
     config_defaults: ClassVar[Dict[str, Any]] = {}
     needs_output_size: ClassVar[bool] = False
+    predict_task: ClassVar[str]
+    crop_pct: ClassVar[float] = 1.0
+    decode_method: ClassVar[Optional[str]] = None
 
     num_outputs: int
 
@@ -49,7 +58,7 @@ class Head(nn.Module):
         if not isinstance(value, int) or isinstance(value, bool) or value < cls.min_outputs:
             what = "a non-negative" if cls.min_outputs == 0 else "a positive"
             why = "" if cls.min_outputs == 0 else f" (head={cls.task!r} needs at least one output map)"
-            raise ValueError(f"{cls.output_arg} must be {what} integer{why}, got {value!r}")
+            raise InputError(f"{cls.output_arg} must be {what} integer{why}, got {value!r}")
         return value
 
     @classmethod
@@ -58,6 +67,12 @@ class Head(nn.Module):
         state dict does not hold this head."""
         weight = state_dict.get(f"head.{cls.classifier_name}.weight")
         return int(weight.shape[0]) if weight is not None else None
+
+    @classmethod
+    def default_metadata(cls, num_outputs: int) -> Dict[str, Any]:
+        """Pretrained-config fields that describe ``num_outputs`` outputs when no weights say
+        otherwise (``keypoint_info``, ``class_names``); empty when nothing is known."""
+        return {}
 
     def get_classifier(self) -> nn.Module:
         return getattr(self, self.classifier_name)

@@ -28,6 +28,8 @@ class ClassificationHead(Head):
     default_input_size = (224, 224)
     classifier_name = "fc"
     min_outputs = 0
+    predict_task = "classification"
+    crop_pct = 0.875
     config_defaults = {"upsample_mode": "nearest", "multiscale_output": True}
 
     @classmethod

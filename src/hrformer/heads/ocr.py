@@ -98,6 +98,7 @@ class OCRHead(Head):
     default_outputs = 19
     classifier_name = "cls"
     needs_output_size = True
+    predict_task = "segmentation"
     config_defaults = {"upsample_mode": "nearest", "multiscale_output": True}
 
     @classmethod

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 from torch import nn
 
+from ..keypoints import COCO_KEYPOINTS
 from .base import Head
 
 
@@ -25,7 +26,13 @@ class PoseHead(Head):
     classifier_name = "conv"
     maps_needed = 1
     has_dropout = False
+    predict_task = "pose"
+    decode_method = "msra"
     config_defaults = {"upsample_mode": "bilinear", "multiscale_output": False}
+
+    @classmethod
+    def default_metadata(cls, num_outputs: int) -> Dict[str, Any]:
+        return {"keypoint_info": COCO_KEYPOINTS} if num_outputs == len(COCO_KEYPOINTS.names) else {}
 
     def __init__(self, in_chs: Sequence[int], num_outputs: int = 17, drop_rate: float = 0.0) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ class SegmentationHead(Head):
     default_input_size = (512, 1024)
     default_outputs = 19
     classifier_name = "cls"
+    predict_task = "segmentation"
     config_defaults = {"multiscale_output": True}
 
     def __init__(self, in_chs: Sequence[int], num_outputs: int = 19, drop_rate: float = 0.0) -> None:

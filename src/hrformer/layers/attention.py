@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .window import (
     crop_padding,
     pad_to_windows,
@@ -44,9 +45,9 @@ class LocalWindowAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+            raise InputError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size}")
+            raise InputError(f"shift_size must be in [0, window_size), got {shift_size}")
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads

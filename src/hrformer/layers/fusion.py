@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import UPSAMPLE_MODES
+from ..errors import InputError
 from .conv_norm_act import ConvNormAct
 
 
@@ -24,7 +25,7 @@ class UpsamplePath(ConvNormAct):
 
     def __init__(self, in_chs: int, out_chs: int, levels: int, mode: str) -> None:
         if mode not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+            raise InputError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
         super().__init__(in_chs, out_chs, 1)
         self.scale = 2**levels
         self.mode = mode

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
+
 DECODE_METHODS = ("msra", "dark", "udp")
 
 SizeLike = Tuple[int, int]
@@ -29,7 +31,7 @@ def flip_heatmaps(heatmaps: Tensor, flip_indices: Optional[Sequence[int]], shift
     flipped = heatmaps.flip(-1)
     if flip_indices is not None:
         if len(flip_indices) != heatmaps.shape[1]:
-            raise ValueError(f"{len(flip_indices)} flip_indices for {heatmaps.shape[1]} heatmaps")
+            raise InputError(f"{len(flip_indices)} flip_indices for {heatmaps.shape[1]} heatmaps")
         flipped = flipped[:, torch.as_tensor(list(flip_indices), dtype=torch.long, device=heatmaps.device)]
     if shift:
         flipped = torch.cat([flipped[..., :1], flipped[..., :-1]], dim=-1)
@@ -40,7 +42,7 @@ def opencv_gaussian_kernel(ksize: int, dtype: torch.dtype = torch.float32) -> Te
     """The (ksize,) kernel of ``cv2.getGaussianKernel(ksize, 0)``: OpenCV's fixed binomial kernels up
     to size 7, else a normalised Gaussian of sigma ``0.3 * ((ksize - 1) * 0.5 - 1) + 0.8``."""
     if ksize < 1 or ksize % 2 == 0:
-        raise ValueError(f"the blur kernel size must be odd and positive, got {ksize}")
+        raise InputError(f"the blur kernel size must be odd and positive, got {ksize}")
     small = {1: [1.0], 3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
              7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
     if ksize in small:
@@ -193,9 +195,9 @@ def decode_heatmaps(
     all-zero map decodes to NaN with dark/udp only where mmpose's does.
     """
     if method not in DECODE_METHODS:
-        raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}")
     if heatmaps.dim() != 4:
-        raise ValueError(f"heatmaps must be (N, K, h, w); got shape {tuple(heatmaps.shape)}")
+        raise InputError(f"heatmaps must be (N, K, h, w); got shape {tuple(heatmaps.shape)}")
     if heatmaps.dtype not in (torch.float32, torch.float64):  # half precision: decode in float32
         heatmaps = heatmaps.float()
     h, w = heatmaps.shape[-2:]

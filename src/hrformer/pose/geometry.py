@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError, InputTypeError
+
 BBOX_FORMATS = ("xyxy", "xywh")
 
 RotLike = Union[float, Tensor]
@@ -34,19 +36,19 @@ def parse_boxes(boxes: Any, image_size: SizeLike, bbox_format: str = "xyxy") -> 
     width / height, or wholly outside the image.
     """
     if bbox_format not in BBOX_FORMATS:
-        raise ValueError(f"bbox_format must be 'xyxy' (x1, y1, x2, y2) or 'xywh' (COCO x, y, w, h), got {bbox_format!r}")
+        raise InputError(f"bbox_format must be 'xyxy' (x1, y1, x2, y2) or 'xywh' (COCO x, y, w, h), got {bbox_format!r}")
     if isinstance(boxes, Tensor):
         boxes = boxes.detach().cpu()
     try:
         table = torch.as_tensor(boxes, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"boxes must be a tensor, numpy array or list of (N, 4) / (N, 5) numbers ({err})") from None
+        raise InputTypeError(f"boxes must be a tensor, numpy array or list of (N, 4) / (N, 5) numbers ({err})") from None
     if table.numel() == 0:
         table = table.reshape(0, 4)
     if table.dim() == 1:
         table = table.unsqueeze(0)
     if table.dim() != 2 or table.shape[1] not in (4, 5):
-        raise ValueError(f"boxes must be (N, 4) x1, y1, x2, y2 or (N, 5) with detector scores; got shape "
+        raise InputError(f"boxes must be (N, 4) x1, y1, x2, y2 or (N, 5) with detector scores; got shape "
                          f"{tuple(table.shape)}")
     xyxy = table[:, :4].clone()
     scores = table[:, 4].float() if table.shape[1] == 5 else None
@@ -66,7 +68,7 @@ def parse_boxes(boxes: Any, image_size: SizeLike, bbox_format: str = "xyxy") -> 
         hint = "; drop them (e.g. boxes[keep])"
         if bbox_format == "xyxy" and bool(empty.any()):
             hint += ", and if these are COCO x, y, w, h boxes pass bbox_format='xywh'"
-        raise ValueError("degenerate boxes (by index) " + "; ".join(problems) + hint)
+        raise InputError("degenerate boxes (by index) " + "; ".join(problems) + hint)
     return xyxy, scores
 
 
@@ -80,7 +82,7 @@ def box_to_center_scale(boxes: Tensor, aspect_ratio: float, padding: float = 1.2
     if not boxes.is_floating_point():
         boxes = boxes.float()
     if boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must be (N, 4) x1, y1, x2, y2; got shape {tuple(boxes.shape)}")
+        raise InputError(f"boxes must be (N, 4) x1, y1, x2, y2; got shape {tuple(boxes.shape)}")
     center = (boxes[..., 2:] + boxes[..., :2]) * 0.5
     wh = (boxes[..., 2:] - boxes[..., :2]) * padding
     w, h = wh[..., 0], wh[..., 1]
@@ -191,9 +193,9 @@ def crop(
         elif images.shape[0] == 1:
             batch = images.expand(n, *images.shape[1:])
         else:
-            raise ValueError(f"{images.shape[0]} images for {n} boxes: give image_index (N,)")
+            raise InputError(f"{images.shape[0]} images for {n} boxes: give image_index (N,)")
     else:
-        raise ValueError(f"images must be (C, H, W) or (B, C, H, W); got shape {tuple(images.shape)}")
+        raise InputError(f"images must be (C, H, W) or (B, C, H, W); got shape {tuple(images.shape)}")
     out_h, out_w = output_size
     src_h, src_w = images.shape[-2:]
     inverse = _invert_affine(_warp_matrix64(center, scale, output_size, rot, udp))  # output px -> image px

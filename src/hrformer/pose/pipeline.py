@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError, InputTypeError
 from ..image import load_images
 from ..inference import check_model, data_config, model_device_dtype, normalize
 from ..keypoints import COCO_KEYPOINTS, KeypointInfo
@@ -109,10 +110,10 @@ def _flip_indices_for(model: nn.Module, num_keypoints: int) -> Sequence[int]:
         info = keypoint_info(model)
         indices = info.flip_indices if info is not None else None
     if indices is None:
-        raise ValueError(f"flip needs the flip_indices of the model's {num_keypoints} keypoints: "
+        raise InputError(f"flip needs the flip_indices of the model's {num_keypoints} keypoints: "
                          "pass flip_indices=... or flip=False")
     if len(indices) != num_keypoints:
-        raise ValueError(f"{len(indices)} flip_indices for {num_keypoints} heatmaps")
+        raise InputError(f"{len(indices)} flip_indices for {num_keypoints} heatmaps")
     return list(indices)
 
 
@@ -125,7 +126,7 @@ def _model_output(model: nn.Module, x: Tensor) -> Tensor:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise InputError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
@@ -135,7 +136,7 @@ def _input_size(input_size: Optional[SizeLike], cfg: Mapping) -> Tuple[int, int]
         return int(size[-2]), int(size[-1])
     if (isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or len(input_size) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 4 for v in input_size)):
-        raise ValueError(f"input_size must be (H, W), two ints >= 4 (e.g. (256, 192)), got {input_size!r}")
+        raise InputError(f"input_size must be (H, W), two ints >= 4 (e.g. (256, 192)), got {input_size!r}")
     return int(input_size[0]), int(input_size[1])
 
 
@@ -149,10 +150,10 @@ def _box_sets(boxes: Any, n_images: int, batched: bool) -> List[Any]:
     if (stacked and boxes.ndim == 3) or isinstance(boxes, (list, tuple)):  # (B, N, 4|5) or one set per image
         sets = list(boxes)
     else:
-        raise ValueError(f"{n_images} images need one box set each: a list of {n_images} (N, 4) / (N, 5) sets "
+        raise InputError(f"{n_images} images need one box set each: a list of {n_images} (N, 4) / (N, 5) sets "
                          "(or None for whole images)")
     if len(sets) != n_images:
-        raise ValueError(f"{len(sets)} box sets for {n_images} images: give one (N, 4) / (N, 5) set per image")
+        raise InputError(f"{len(sets)} box sets for {n_images} images: give one (N, 4) / (N, 5) set per image")
     return sets
 
 
@@ -257,10 +258,10 @@ def predict(
     size = _input_size(input_size, cfg)
     method = method or _cfg_value(getattr(model, "pretrained_cfg", None), "decode_method") or "msra"
     if method not in DECODE_METHODS:
-        raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}")
     batch_size = _positive_int(batch_size, "batch_size")
     if not isinstance(flip, bool):
-        raise TypeError(f"flip must be True or False, got {flip!r}")
+        raise InputTypeError(f"flip must be True or False, got {flip!r}")
     images, batched = load_images(image, channel_order=channel_order, in_chans=getattr(model, "in_chans", 3))
     info = keypoint_info(model)
     sets = _box_sets(boxes, len(images), batched)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError, InputTypeError
 from ..image import ImageLike, load_images
 from ..inference import check_model, data_config, model_device_dtype, normalize
 from .preprocess import segmentation_cfg
@@ -36,21 +37,21 @@ def _pair(value: Any, name: str) -> Tuple[int, int]:
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if (not isinstance(pair, (tuple, list)) or len(pair) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width) of positive ints, got {value!r}")
+        raise InputError(f"{name} must be a positive int or a pair (height, width) of positive ints, got {value!r}")
     return int(pair[0]), int(pair[1])
 
 
 def _check_window(crop_size: Optional[Size], stride: Optional[Size]) -> Tuple[Optional[Tuple[int, int]], Tuple[int, int]]:
     if crop_size is None:
         if stride is not None:
-            raise ValueError("stride needs crop_size: pass crop_size=(h, w) too (sliding windows), or drop stride")
+            raise InputError("stride needs crop_size: pass crop_size=(h, w) too (sliding windows), or drop stride")
         return None, (0, 0)
     crop = _pair(crop_size, "crop_size")
     if stride is None:  # about two thirds of the crop, as mmseg's configs (769 -> 513, 512 -> 341)
         return crop, (max(crop[0] * 2 // 3, 1), max(crop[1] * 2 // 3, 1))
     step = _pair(stride, "stride")
     if step[0] > crop[0] or step[1] > crop[1]:
-        raise ValueError(f"stride {step} is larger than crop_size {crop}: pixels between windows would get no "
+        raise InputError(f"stride {step} is larger than crop_size {crop}: pixels between windows would get no "
                          "logits; use a stride <= crop_size")
     return crop, step
 
@@ -63,9 +64,9 @@ def _check_scales(scales: Optional[Sequence[float]]) -> Tuple[float, ...]:
     try:
         values = tuple(float(s) for s in scales)
     except (TypeError, ValueError):
-        raise TypeError(f"scales must be a sequence of numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}") from None
+        raise InputTypeError(f"scales must be a sequence of numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}") from None
     if not values or not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}")
+        raise InputError(f"scales must be a non-empty sequence of positive numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}")
     return values
 
 
@@ -88,7 +89,7 @@ def _segment(model: nn.Module, x: Tensor, scales: Tuple[float, ...], flip: bool,
     for s in scales:
         size = (int(height * s), int(width * s))
         if min(size) < 1:
-            raise ValueError(f"scale {s} makes the {height}x{width} image empty; use larger scales")
+            raise InputError(f"scale {s} makes the {height}x{width} image empty; use larger scales")
         xs = _resize(x, size)
         for flipped in (False, True) if flip else (False,):
             view = xs.flip(3) if flipped else xs
@@ -141,9 +142,9 @@ def predict(
     scale_values = _check_scales(scales)
     crop, step = _check_window(crop_size, stride)
     if not isinstance(flip, bool):
-        raise TypeError(f"flip must be True or False, got {flip!r}")
+        raise InputTypeError(f"flip must be True or False, got {flip!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (windows per forward pass), got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive int (windows per forward pass), got {batch_size!r}")
     images, batched = load_images(image, channel_order=channel_order)
     cfg = segmentation_cfg(model)
     preprocessing = data_config(cfg)

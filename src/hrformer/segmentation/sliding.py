@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = ["window_starts", "windows", "slide_logits"]
 
 Window = Tuple[int, int, int, int]  # y1, y2, x1, x2 (end exclusive)
@@ -50,7 +52,7 @@ def slide_logits(
     go through it at a time (more windows: faster on a GPU, more memory).
     """
     if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"slide_logits takes one image (1, C, H, W), got shape {tuple(x.shape)}")
+        raise InputError(f"slide_logits takes one image (1, C, H, W), got shape {tuple(x.shape)}")
     height, width = x.shape[-2:]
     pad_h, pad_w = max(crop[0] - height, 0), max(crop[1] - width, 0)
     if pad_h or pad_w:

@@ -10,24 +10,14 @@ from typing import Any, Dict, List, Mapping, Union
 
 import torch
 
+from ..errors import CheckpointError, CheckpointLayoutError, CheckpointReadError
+
 StateDict = Dict[str, torch.Tensor]
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Looked for in this order: an EMA copy wins over the raw weights, as in timm's ``use_ema=True``.
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module", "net")
 _STRIP_PREFIXES = ("module.", "_orig_mod.", "model.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used."""
-
-
-class CheckpointReadError(CheckpointError):
-    """The file is corrupt, truncated, or needs arbitrary code to unpickle."""
-
-
-class CheckpointLayoutError(CheckpointError):
-    """The checkpoint matches none of the known layouts, or not the model it should build."""
 
 
 def _numpy_data_globals() -> List[Any]:

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ..errors import InputError, WeightsUnavailableError
 from .files import PathLike
 
 WEIGHTS_NAME = "model.safetensors"
@@ -27,10 +28,6 @@ LOCAL_DIR_PREFIX = "local-dir:"
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})(?:_\d+)?\.[A-Za-z0-9]+$")
-
-
-class WeightsUnavailableError(OSError):
-    """Weights could not be obtained: not published, not cached while offline, or a failed download."""
 
 
 def is_offline() -> bool:
@@ -219,7 +216,7 @@ def resolve_saved(
         return (str(local_weights) if weights else None), str(local_config)
     repo_id, pinned = split_hub_id(text)
     if pinned and revision and pinned != revision:
-        raise ValueError(f"two revisions given for {repo_id}: {pinned!r} in the name and revision={revision!r}")
+        raise InputError(f"two revisions given for {repo_id}: {pinned!r} in the name and revision={revision!r}")
     revision = pinned or revision
     try:
         config_path = download_hub_file(repo_id, CONFIG_NAME, revision, cache_dir)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ARCHS
+from ..errors import InputError
 from ..heads import HEADS, head_in_state_dict
 from .files import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
 from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_paths
@@ -246,10 +247,10 @@ def load_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint, allow: Colle
     order) becomes the model's ``pretrained_cfg``'s."""
     model = unwrap_model(model)
     if getattr(model, "is_fused", False):
-        raise ValueError("this model was fused for inference: load the weights into the unfused model, then fuse it")
+        raise InputError("this model was fused for inference: load the weights into the unfused model, then fuse it")
     unknown = set(allow) - ADJUSTMENTS
     if unknown:
-        raise ValueError(f"unknown adjustments {sorted(unknown)}; known: {sorted(ADJUSTMENTS)}")
+        raise InputError(f"unknown adjustments {sorted(unknown)}; known: {sorted(ADJUSTMENTS)}")
     source, layout = checkpoint.source, checkpoint.layout
     differ = [f"{k}={checkpoint.implied[k]!r} (model: {getattr(model.config, k)!r})" for k in SEMANTICS
               if k in checkpoint.implied and checkpoint.implied[k] != getattr(model.config, k)]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..datasets import DATASETS
+from ..errors import InputError
 from ..heads import HEADS
 from ..keypoints import COCO_KEYPOINTS, KeypointInfo
 
@@ -163,15 +164,15 @@ def get_pretrained_cfg(architecture: str, tag: str = "") -> PretrainedCfg:
     if "." in architecture:
         architecture, _, named = architecture.partition(".")
         if tag and named != tag:
-            raise ValueError(f"two tags given: {architecture}.{named} and tag={tag!r}")
+            raise InputError(f"two tags given: {architecture}.{named} and tag={tag!r}")
         tag = named
     tags = pretrained_tags(architecture)
     if not tags:
-        raise ValueError(f"no pretrained weights are registered for {architecture!r}; "
+        raise InputError(f"no pretrained weights are registered for {architecture!r}; "
                          f"models with weights: {', '.join(sorted({c.architecture for c in _PRETRAINED.values()}))}")
     tag = tag or tags[0]
     if tag not in tags:
-        raise ValueError(f"unknown pretrained tag {architecture}.{tag}; available: "
+        raise InputError(f"unknown pretrained tag {architecture}.{tag}; available: "
                          + ", ".join(f"{architecture}.{t}" for t in tags))
     return _PRETRAINED[f"{architecture}.{tag}"]
 
