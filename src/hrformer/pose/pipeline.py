@@ -38,7 +38,8 @@ class PoseResult:
     ``boxes`` (N, 4) float32 ``x1, y1, x2, y2`` image pixels (whatever ``bbox_format`` was given);
     ``box_scores`` (N,) the detector scores of (N, 5) boxes, else None; ``keypoint_names`` (K) and
     ``skeleton`` (limb index pairs) from the model's keypoint metadata (None / () when unknown);
-    ``image_size`` (H, W).
+    ``image_size`` (H, W); ``areas`` (N,) the crop boxes' areas in image pixels (after padding and
+    aspect-ratio fix: what mmpose's CocoMetric uses for OKS-NMS), None when unknown.
     """
 
     keypoints: Tensor
@@ -48,6 +49,7 @@ class PoseResult:
     keypoint_names: Optional[Tuple[str, ...]]
     skeleton: Tuple[Tuple[int, int], ...]
     image_size: Tuple[int, int]
+    areas: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.keypoints.shape[0]
@@ -203,11 +205,12 @@ def _predict_one(
     else:
         k = getattr(model, "num_keypoints", 0) or (info.num_keypoints if info is not None else 0)
         keypoints, scores = torch.zeros(0, k, 2), torch.zeros(0, k)
+    areas = (scale[:, 0] * scale[:, 1]).float().to(out_device)
     return PoseResult(
         keypoints=keypoints.float().to(out_device), scores=scores.float().to(out_device),
         boxes=xyxy.float().to(out_device), box_scores=box_scores.to(out_device) if box_scores is not None else None,
         keypoint_names=info.names if info is not None else None,
-        skeleton=info.skeleton if info is not None else (), image_size=(int(h), int(w)),
+        skeleton=info.skeleton if info is not None else (), image_size=(int(h), int(w)), areas=areas,
     )
 
 
