@@ -38,6 +38,7 @@ from .timing import interleaved
 REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
 GLUE = ("copies", "element-wise", "other", "python")
 CLASSES = REQUIRED + GLUE[:-1]
+NO_VALUE = "-"  # a figure that cannot be computed: no op times, no reference, or a zero denominator
 
 # Op-name fragments per class, matched in this order against the profiler's op names.
 _PATTERNS = (
@@ -73,6 +74,38 @@ def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]
     return {cls: per_class.get(cls, 0.0) for cls in CLASSES}
 
 
+def ratio(numerator: Optional[float], denominator: Optional[float]) -> Any:
+    """``numerator / denominator`` to two decimals, or ``NO_VALUE`` when either is absent or zero."""
+    if not numerator or not denominator:
+        return NO_VALUE
+    return round(numerator / denominator, 2)
+
+
+def breakdown(wall_ms: float, per_class: Dict[str, float], ref_ms: Optional[float]) -> Dict[str, Any]:
+    """The columns of one implementation's row: its wall time, the profiled classes scaled to it,
+    and the ratios to the reference wall time ``ref_ms`` (None without a reference).
+
+    ONNX Runtime and OpenVINO run outside torch: the profiler sees none of their kernels (at most the
+    tensor conversions around them), so a row without any required op time reports its wall time
+    only, and every ratio it cannot compute is ``NO_VALUE``."""
+    row: Dict[str, Any] = {"wall_ms": round(wall_ms, 1), "speedup_vs_reference": ratio(ref_ms, wall_ms)}
+    profiled = sum(per_class.values())
+    if not sum(per_class.get(c, 0.0) for c in REQUIRED):
+        row.update({f"{c}_ms": NO_VALUE for c in REQUIRED + GLUE})
+        row.update(required_ms=NO_VALUE, glue_share=NO_VALUE, bound_vs_reference=NO_VALUE)
+        return row
+    # Profiling slows every op a little; scale the classes to the unprofiled wall time.
+    scale = min(1.0, wall_ms / profiled)
+    ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
+    ms["python"] = max(0.0, wall_ms - sum(ms.values()))
+    required = sum(ms[c] for c in REQUIRED)
+    row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
+    row["required_ms"] = round(required, 1)
+    row["glue_share"] = round(1 - required / wall_ms, 3) if wall_ms else NO_VALUE
+    row["bound_vs_reference"] = ratio(ref_ms, required)
+    return row
+
+
 def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> List[Dict[str, Any]]:
     rows = []
     for arch in archs:
@@ -92,27 +125,9 @@ def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> Lis
             for impl, fn in fns.items():
                 wall = walls[impl].median * 1e3
                 per_class = profiled_classes(fn, args.calls)
-                profiled = sum(per_class.values())
-                # Profiling slows every op a little; scale the classes to the unprofiled wall time.
-                scale = min(1.0, wall / profiled) if profiled else 1.0
-                ms = {cls: v * scale for cls, v in per_class.items()}
-                ms["python"] = max(0.0, wall - sum(ms.values()))
-                required = sum(ms[c] for c in REQUIRED)
                 row: Dict[str, Any] = {"model": arch, "impl": impl, "task": "train" if args.train else "inference",
-                                       "size": args.size, "batch": batch, "wall_ms": round(wall, 1)}
-                row["speedup_vs_reference"] = round(ref_ms / wall, 2) if ref_ms else ""
-                if not profiled:
-                    # ONNX Runtime and OpenVINO run outside torch: the profiler sees none of their
-                    # kernels, so only their wall time is known.
-                    row.update({f"{c}_ms": "" for c in REQUIRED + GLUE})
-                    row.update(required_ms="", glue_share="", bound_vs_reference="")
-                    rows.append(row)
-                    print(row, flush=True)
-                    continue
-                row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
-                row["required_ms"] = round(required, 1)
-                row["glue_share"] = round(1 - required / wall, 3)
-                row["bound_vs_reference"] = round(ref_ms / required, 2) if ref_ms else ""
+                                       "size": args.size, "batch": batch}
+                row.update(breakdown(wall, per_class, ref_ms))
                 rows.append(row)
                 print(row, flush=True)
     return rows

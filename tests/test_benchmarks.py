@@ -91,6 +91,36 @@ def test_profile_ops_splits_wall_time_into_required_kernels_and_glue(tmp_path, t
         assert r["bound_vs_reference"] >= r["speedup_vs_reference"]
 
 
+def test_profile_ops_runtime_rows_report_wall_time_only():
+    """ONNX Runtime / OpenVINO rows: the profiler sees no kernel of theirs, at most the tensor
+    conversions around them (the openvino-bf16 row ended in ZeroDivisionError on those)."""
+    no_ops = dict.fromkeys(profile_ops.CLASSES, 0.0)
+    conversions_only = {**no_ops, "copies": 0.3, "other": 0.1}
+    for per_class in (no_ops, conversions_only):
+        for ref_ms in (None, 0.0, 200.0):
+            row = profile_ops.breakdown(50.0, per_class, ref_ms)
+            assert row["wall_ms"] == 50.0
+            assert row["speedup_vs_reference"] == (4.0 if ref_ms else "-")
+            assert all(row[f"{c}_ms"] == "-" for c in profile_ops.REQUIRED + profile_ops.GLUE)
+            assert row["required_ms"] == row["glue_share"] == row["bound_vs_reference"] == "-"
+    printed = run.table([{"impl": "ours openvino-bf16", **profile_ops.breakdown(50.0, conversions_only, 200.0)}],
+                        ["impl", "wall_ms", "glue_share", "speedup_vs_reference", "bound_vs_reference"])
+    assert printed.splitlines()[-1].split() == ["ours", "openvino-bf16", "50.0", "-", "4.0", "-"]
+
+
+def test_profile_ops_ratios_without_a_reference_or_with_a_zero_denominator_are_dashes():
+    assert profile_ops.ratio(200.0, 50.0) == 4.0
+    assert profile_ops.ratio(None, 50.0) == profile_ops.ratio(200.0, 0.0) == profile_ops.ratio(200.0, None) == "-"
+    per_class = {**dict.fromkeys(profile_ops.CLASSES, 0.0), "convolution": 30.0, "copies": 10.0}
+    row = profile_ops.breakdown(50.0, per_class, None)
+    assert (row["convolution_ms"], row["copies_ms"], row["python_ms"], row["required_ms"]) == (30.0, 10.0, 10.0, 30.0)
+    assert row["glue_share"] == 0.4 and row["speedup_vs_reference"] == row["bound_vs_reference"] == "-"
+    assert profile_ops.breakdown(50.0, per_class, 100.0)["bound_vs_reference"] == round(100.0 / 30.0, 2)
+    # Profiled times above the wall time (the profiler's own overhead) are scaled down to it.
+    slowed = profile_ops.breakdown(25.0, per_class, 100.0)
+    assert slowed["required_ms"] == 18.8 and slowed["python_ms"] == 0.0
+
+
 def test_ratio_table_has_one_line_per_model_and_batch():
     rows = [{"model": "hrformer_t", "mode": m, "dtype": "fp32", "size": "256x192", "batch": b, "ms": ms,
              "speedup_vs_reference": sp}
