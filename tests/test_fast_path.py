@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+import sys
 import warnings
 
 import pytest
 import torch
 
 import hrformer
-from hrformer.fast import kernels, modules
+from hrformer.fast import FusedState, kernels, modules
 from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
 from hrformer.layers import ConvNormAct, LocalWindowAttention
 from parity import QUICK_HEADS, outputs
@@ -54,15 +55,18 @@ def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(ex
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
-def test_reference_layers_stay_plain_and_fusing_swaps_them():
+def test_reference_layers_stay_plain_and_fusing_replaces_them():
     model = hrformer.create_model("hrformer_t", head="pose").eval()
-    assert not any(type(m).__name__.startswith("Fused") for m in model.modules())
-    model.fuse_for_inference()
-    assert type(model).__name__ == "FusedHRFormer" and model.is_fused
+    assert not any(type(m).__name__.startswith("Fused") for m in model.modules()) and not model.is_fused
+    assert model.fuse_for_inference() is model
+    # The model keeps its class (no class made at run time); its layers are new module instances.
+    assert type(model) is hrformer.HRFormer and model.is_fused and model.fused == FusedState()
     assert any(isinstance(m, FusedConvNormAct) for m in model.modules())
     assert all(isinstance(m, FusedWindowAttention) for m in model.modules() if isinstance(m, LocalWindowAttention))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert all(type(m) is not ConvNormAct for m in model.modules())
+    # Every module's class is the one importable under its name: nothing made at run time.
+    assert all(getattr(sys.modules[type(m).__module__], type(m).__qualname__) is type(m) for m in model.modules())
 
 
 @pytest.mark.parametrize("head, bad", [("pose", float("nan")), ("pose", float("inf")),

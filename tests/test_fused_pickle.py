@@ -46,8 +46,8 @@ def _torch_save_load(model):
 ], ids=["pickle", "deepcopy", "torch.save"])
 def test_fused_model_round_trips_to_the_same_outputs(fused, roundtrip):
     loaded = roundtrip(fused)
-    assert type(loaded) is type(fused) and type(loaded).__name__ == "FusedHRFormer" and loaded.is_fused
-    assert loaded.casts_io == fused.casts_io and next(loaded.parameters()).dtype == next(fused.parameters()).dtype
+    assert type(loaded) is HRFormer and loaded.is_fused and loaded.fused == fused.fused
+    assert next(loaded.parameters()).dtype == next(fused.parameters()).dtype
     assert all(torch.equal(a, b) for a, b in zip(loaded.expected, fused.expected))
     for a, b in zip(fused.expected, outputs(loaded, X)):
         assert a.dtype == torch.float32 and torch.equal(a, b)
@@ -125,14 +125,14 @@ def test_switch_sends_fused_attention_through_the_reference_path(fused, switch, 
     switch(False)
     off = outputs(fused, X)
     assert calls == [FusedWindowAttention] * attentions  # every window attention, reference path
-    tol = 3e-2 if fused.casts_io else 1e-5
+    tol = 3e-2 if fused.fused.casts_inputs else 1e-5
     for a, b in zip(fused.expected, off):  # the same outputs as with the fast path on
         assert (a - b).abs().max() <= tol * b.abs().max()
     calls.clear()
     switch(True)
     outputs(fused, X)
     # Fast path on: the explicit softmax where it measured faster (fp32, AVX2), else the flash kernel.
-    explicit = kernels.fast_path_enabled() and explicit_attention_here() and not fused.casts_io
+    explicit = kernels.fast_path_enabled() and explicit_attention_here() and not fused.fused.casts_inputs
     assert calls == ([] if explicit else [FusedWindowAttention] * attentions)
 
 

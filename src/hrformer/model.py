@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import nn
 
 from .config import HRFormerConfig, is_int, is_number
 from .errors import InputError, InputTypeError
-from .fast import fuse_for_inference
+from .fast import FusedState, fuse_for_inference, kernels
 from .features import FeatureInfo, feature_take_indices
 from .heads import Head, resolve_head
 from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
+
 
 class HRFormer(nn.Module):
     """High-Resolution Transformer.
@@ -32,9 +34,10 @@ class HRFormer(nn.Module):
         norm_eval: keep BatchNorm layers in eval mode while training.
 
     Shapes: ``forward_features``: (B, in_chans, H, W) -> list of (B, C_i, ceil(H/4/2**i), ...).
-    """
+    Every output comes back contiguous in the input's memory format (channels-last inside).
 
-    is_fused = False
+    ``fused``: None, or the :class:`~hrformer.fast.FusedState` that :meth:`fuse_for_inference` set.
+    """
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class HRFormer(nn.Module):
         norm_eval: bool = False,
     ) -> None:
         super().__init__()
+        self.fused: Optional[FusedState] = None
         head_type, num_outputs = resolve_head(head, num_classes, num_keypoints)
         _check_args(config, head_type, in_chans, drop_rate, drop_path_rate, frozen_stages, out_indices, norm_eval)
         self.config = config
@@ -105,9 +109,9 @@ class HRFormer(nn.Module):
         return make
 
     # ------------------------------------------------------------------ forward
-    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """(B, in_chans, H, W) -> maps at strides 4, 8, 16, 32 (only stride 4 without multiscale_output)."""
-        self._check_input(x)
+    def _forward_backbone(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """The network of the paper, stem to stage 4: (B, in_chans, H, W) -> channels-last maps at
+        strides 4, 8, 16, 32 (only stride 4 without multiscale_output). No input check, no casts."""
         # Channels-last throughout: the blocks' (B, H, W, C) token views are then free, and oneDNN's
         # depth-wise convolutions run ~10x faster than on NCHW. Values are unchanged.
         x = x.contiguous(memory_format=torch.channels_last)
@@ -123,25 +127,69 @@ class HRFormer(nn.Module):
             xs = stage(xs)
         return xs
 
+    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """(B, in_chans, H, W) -> maps at strides 4, 8, 16, 32 (only stride 4 without
+        multiscale_output), contiguous in ``x``'s memory format."""
+        self._check_input(x)
+        with self._fast_path(x):
+            feats = self._forward_backbone(self._to_compute_dtype(x))
+        return self._like_input(feats, x)
+
     def forward_head(self, feats: List[torch.Tensor], pre_logits: bool = False, **head_kwargs: Any) -> Any:
         """The head on the maps; ``head_kwargs`` go to the head (e.g. ``output_size``, ``return_aux``
-        for the OCR head)."""
+        for the OCR head). Outputs are contiguous in the maps' memory format."""
         if self.head is None:
             raise RuntimeError("this model was built without a head (head=None)")
-        return self.head(feats, pre_logits=pre_logits, **head_kwargs)
+        # The head runs on channels-last maps, as inside forward, whatever layout the caller's maps
+        # have: forward_head(forward_features(x)) equals forward(x) bit for bit.
+        maps = [f.contiguous(memory_format=torch.channels_last) for f in self._to_compute_dtype(feats)]
+        return self._like_input(self.head(maps, pre_logits=pre_logits, **head_kwargs), feats[0])
 
     def forward(self, x: torch.Tensor, **head_kwargs: Any) -> Any:
-        """Maps (no head) or the head's output. ``head_kwargs`` go to the head (e.g.
-        ``return_aux=True`` for the OCR head); heads that declare ``needs_output_size`` also get
-        ``output_size=`` the input's (H, W)."""
+        """Maps (no head) or the head's output, contiguous in ``x``'s memory format. ``head_kwargs``
+        go to the head (e.g. ``return_aux=True`` for the OCR head); heads that declare
+        ``needs_output_size`` also get ``output_size=`` the input's (H, W)."""
         if self.head is None and head_kwargs:
             raise InputTypeError(f"a model without a head takes no head arguments, got {sorted(head_kwargs)}")
-        feats = self.forward_features(x)
-        if self.head is None:
-            return [feats[i] for i in self.out_indices]
-        if self.head.needs_output_size:
-            head_kwargs.setdefault("output_size", (x.shape[-2], x.shape[-1]))  # traced as shape ops
-        return self.forward_head(feats, **head_kwargs)
+        self._check_input(x)
+        with self._fast_path(x):
+            feats = self._forward_backbone(self._to_compute_dtype(x))
+            if self.head is None:
+                out: Any = [feats[i] for i in self.out_indices]
+            else:
+                if self.head.needs_output_size:
+                    head_kwargs.setdefault("output_size", (x.shape[-2], x.shape[-1]))  # traced as shape ops
+                out = self.head(feats, **head_kwargs)
+        return self._like_input(out, x)
+
+    # What fusing changes: the modules (hrformer.fast) and the three helpers below.
+    def _fast_path(self, x: torch.Tensor) -> ContextManager[None]:
+        """A fused model runs its oneDNN kernels for a finite input ``x`` (NaN and Inf take the public
+        ops, which propagate them); the reference model runs as written."""
+        return kernels.for_model_input(x) if self.fused is not None else nullcontext()
+
+    def _compute_dtype(self, x: torch.Tensor) -> Optional[torch.dtype]:
+        """The dtype a reduced-precision fused model casts the float32 input ``x`` to; None: ``x`` runs
+        as given."""
+        if self.fused is None or not self.fused.casts_inputs or x.dtype != torch.float32:
+            return None
+        dtype = self.stem.conv1.conv.weight.dtype
+        return dtype if dtype != x.dtype else None
+
+    def _to_compute_dtype(self, value: Any) -> Any:
+        """The input, or the maps given to :meth:`forward_head`, in the dtype the model computes in."""
+        first = value[0] if isinstance(value, (list, tuple)) else value
+        dtype = self._compute_dtype(first)
+        return value if dtype is None else _map_tensors(value, lambda t: t.to(dtype))
+
+    def _like_input(self, out: Any, x: torch.Tensor) -> Any:
+        """``out`` in the caller's terms: contiguous in ``x``'s memory format (4-D outputs; the others
+        contiguous), and float32 again where a fused bf16 model cast ``x``."""
+        dtype = x.dtype if self._compute_dtype(x) is not None else None
+        layout = _memory_format(x)
+        return _map_tensors(out, lambda t: t.to(
+            dtype=dtype or t.dtype, memory_format=layout if t.dim() == 4 else torch.contiguous_format
+        ))
 
     # ------------------------------------------------------------------ timm's feature API
     def forward_intermediates(
@@ -229,19 +277,25 @@ class HRFormer(nn.Module):
             )
         if not x.is_floating_point():
             raise InputTypeError(f"expected a floating-point input, got dtype {x.dtype}; convert with x.float()")
-        weight = self.stem.conv1.conv.weight
-        if x.dtype != weight.dtype and not _autocast_on(x):
-            raise InputTypeError(self._input_dtype_advice(x.dtype, weight.dtype))
-
-    def _input_dtype_advice(self, given: torch.dtype, params: torch.dtype) -> str:
-        """What to do about an input whose dtype the parameters do not share (a fused reduced-precision
-        model says it differently)."""
-        return (
-            f"input dtype {given} does not match the model's parameters ({params}): convert the model "
-            f"(model.to({given})), the input (x.to({params})), or run under torch.autocast"
+        params = self.stem.conv1.conv.weight.dtype
+        if x.dtype == params or _autocast_on(x) or self._compute_dtype(x) is not None:
+            return
+        if self.fused is not None and self.fused.casts_inputs:
+            raise InputTypeError(
+                f"input dtype {x.dtype}: this model was fused for {params} inference and takes float32 images (cast "
+                f"at its entry) or {params} ones; convert the input with x.float()"
+            )
+        raise InputTypeError(
+            f"input dtype {x.dtype} does not match the model's parameters ({params}): convert the model "
+            f"(model.to({x.dtype})), the input (x.to({params})), or run under torch.autocast"
         )
 
     # ------------------------------------------------------------------ helpers users expect
+    @property
+    def is_fused(self) -> bool:
+        """Whether :meth:`fuse_for_inference` made this an inference-only model (BatchNorm folded)."""
+        return self.fused is not None
+
     @property
     def head_type(self) -> Optional[str]:
         """The head's name (``"pose"``...), or None for a backbone."""
@@ -301,6 +355,11 @@ class HRFormer(nn.Module):
                 p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "HRFormer":
+        if mode and self.is_fused:
+            raise RuntimeError(
+                "this model was fused for inference (BatchNorm folded into the convolutions) and cannot be "
+                "trained; train the unfused model and fuse a copy for inference"
+            )
         super().train(mode)
         if mode:
             for m in self._frozen_modules():
@@ -313,12 +372,29 @@ class HRFormer(nn.Module):
 
     def fuse_for_inference(self, dtype: Optional[torch.dtype] = None) -> "HRFormer":
         """Inference mode (irreversible; returns self): see :func:`hrformer.fast.fuse_for_inference`.
-        Every BatchNorm is folded into its convolution and the fused inference modules are swapped
-        in; outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included. The
+        Every BatchNorm is folded into its convolution and the fused inference modules replace the
+        reference layers; ``is_fused`` becomes True; outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included. The
         fused model refuses ``train()`` and ``save_pretrained``; it pickles (``torch.save(model)``,
         ``copy.deepcopy``). ``dtype=torch.bfloat16``: folded in fp32, then cast; fp32 images in,
         fp32 outputs out, within about 3e-2 relative (faster only with AMX / AVX512-BF16 or a GPU)."""
         return fuse_for_inference(self, dtype=dtype)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last for a channels-last input, else contiguous (a tensor that is both, e.g. one
+    channel, counts as contiguous)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``value`` with ``fn`` applied to every floating-point tensor in it (lists, tuples)."""
+    if isinstance(value, torch.Tensor):
+        return fn(value) if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return value
 
 
 def _autocast_on(x: torch.Tensor) -> bool:

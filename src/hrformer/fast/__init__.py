@@ -1,7 +1,7 @@
 """The inference fast path, kept apart from the reference layers: BatchNorm folding, fused modules
 and the oneDNN kernels they may call. See :func:`fuse_for_inference`."""
 
-from .fuse import fold_batch_norm, fuse_for_inference
+from .fuse import FusedState, fold_batch_norm, fuse_for_inference
 from .kernels import ENV_VAR, fast_path_enabled, set_fast_path
 
-__all__ = ["ENV_VAR", "fast_path_enabled", "fold_batch_norm", "fuse_for_inference", "set_fast_path"]
+__all__ = ["ENV_VAR", "FusedState", "fast_path_enabled", "fold_batch_norm", "fuse_for_inference", "set_fast_path"]

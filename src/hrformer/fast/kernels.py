@@ -26,7 +26,7 @@ import contextlib
 import os
 import threading
 import warnings
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -117,6 +117,13 @@ def kernels_for(x: torch.Tensor) -> Iterator[None]:
         yield
     finally:
         _state.active = previous
+
+
+def for_model_input(x: torch.Tensor) -> ContextManager[None]:
+    """What a fused model's forward runs in: :func:`kernels_for` its input ``x``, or nothing while
+    tracing or compiling, whose graphs hold the public ops only (and could not take the finiteness
+    check, which reads the data)."""
+    return contextlib.nullcontext() if tracing() else kernels_for(x)
 
 
 def tracing() -> bool:
