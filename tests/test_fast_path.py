@@ -15,7 +15,7 @@ import hrformer
 from hrformer.fast import FusedState, kernels, modules
 from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
 from hrformer.layers import ConvNormAct, LocalWindowAttention
-from parity import QUICK_HEADS, outputs
+from parity import QUICK_HEADS, SMALL, X, outputs
 
 
 @pytest.fixture(params=[True, False], ids=["kernels", "public-ops"])
@@ -156,3 +156,37 @@ def test_fused_model_refuses_training_and_saving(tmp_path):
     model.eval()  # still allowed
     with pytest.raises(ValueError, match="fused for inference"):
         hrformer.save_pretrained(model, tmp_path / "m")
+
+
+def _tables(model):
+    return [m.relative_position_bias_table for m in model.modules() if isinstance(m, LocalWindowAttention)]
+
+
+def test_fused_model_given_load_state_dict_computes_with_the_new_weights(randomise_bn):
+    """The gathered relative position bias follows the tables: no stale cache after loading."""
+    torch.manual_seed(0)
+    fused = hrformer.HRFormer(SMALL, head="pose").eval().fuse_for_inference()
+    outputs(fused, X)  # the bias is gathered and cached here
+    torch.manual_seed(1)
+    other = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
+    expected = outputs(other, X)[0]
+    assert fused.load_state_dict(copy.deepcopy(other).fuse_for_inference().state_dict()) is not None
+    out = outputs(fused, X)[0]
+    assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_in_place_edit_of_a_bias_table_reaches_the_fused_model(randomise_bn):
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
+    fused = copy.deepcopy(model).fuse_for_inference()
+    before = outputs(fused, X)[0]
+    with torch.no_grad():
+        for table in _tables(model) + _tables(fused):
+            table.mul_(2)
+    expected, out = outputs(model, X)[0], outputs(fused, X)[0]
+    assert (expected - before).abs().max() > 1e-3 * expected.abs().max()  # the edit matters
+    assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
+    with torch.no_grad():  # load_state_dict(assign=True): new table tensors
+        fused.load_state_dict({k: v.clone() * 0.5 if k.endswith("bias_table") else v
+                               for k, v in fused.state_dict().items()}, assign=True)
+    assert (outputs(fused, X)[0] - before).abs().max() <= 1e-5 * before.abs().max()
