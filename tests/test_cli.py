@@ -202,8 +202,8 @@ def test_resolver_reads_every_kind_of_source(files, tmp_path, monkeypatch):
 def test_export_of_a_bare_architecture_warns(files, tmp_path, capsys, monkeypatch):
     def fake_export(model, path, **kwargs):  # what export would write, without tracing
         open(path, "wb").close()
-        return {"path": str(path), "input_size": (H, W), "dynamic": True, "opset": kwargs["opset"],
-                "outputs": ["output"]}
+        return {"path": str(path), "input_size": (H, W), "dynamic": True, "dynamic_batch": True,
+                "opset": kwargs["opset"], "outputs": ["output"]}
 
     monkeypatch.setattr("hrformer.export.export_onnx", fake_export)
     status, _, err = run_cli(capsys, "export", "hrformer_t", tmp_path / "t.onnx", "--no-verify")

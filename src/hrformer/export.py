@@ -45,6 +45,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     batch_size: int = 1,
     verify: bool = False,
+    dynamic_batch: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """Write ``model`` (eval mode) as ONNX to ``path``.
 
@@ -54,9 +55,10 @@ def export_onnx(
     (``batch_size``, C, *input_size*) only. ``input_size`` (H, W) is the example traced (default: the
     model's ``pretrained_cfg`` input size). ``verify=True`` runs the file in ONNX Runtime on the
     example and, when dynamic, at a second size that needs window padding, and reports the largest
-    error relative to the largest PyTorch output.
+    error relative to the largest PyTorch output. ``dynamic_batch`` (default: ``dynamic``) keeps the
+    batch dynamic on its own, e.g. a graph for one (H, W) and any batch (verified at two batches).
 
-    Returns ``{"path", "input_size", "dynamic", "opset", "outputs"}`` (+ ``"max_rel_error"``).
+    Returns ``{"path", "input_size", "dynamic", "dynamic_batch", "opset", "outputs"}`` (+ ``"max_rel_error"``).
     """
     size = tuple(int(s) for s in (input_size or _default_input_size(model)))
     if len(size) != 2:
@@ -65,11 +67,13 @@ def export_onnx(
     param = next(model.parameters())
     example = torch.randn(batch_size, in_chans, *size, dtype=param.dtype, device=param.device)
     names = output_names(model)
+    dynamic_batch = dynamic if dynamic_batch is None else dynamic_batch
     dynamic_axes = None
-    if dynamic:
-        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+    if dynamic or dynamic_batch:
+        batch_axis = {0: "batch"} if dynamic_batch else {}
+        dynamic_axes = {"images": {**batch_axis, **({2: "height", 3: "width"} if dynamic else {})}}
         for name in names:
-            dynamic_axes[name] = {0: "batch"}
+            dynamic_axes[name] = dict(batch_axis)
     was_training = model.training
     model.eval()
     try:
@@ -83,10 +87,14 @@ def export_onnx(
                 input_names=["images"], output_names=names, dynamic_axes=dynamic_axes, do_constant_folding=True,
             )
         info: Dict[str, Any] = {"path": os.fspath(path), "input_size": size, "dynamic": dynamic, "opset": opset,
-                                "outputs": names}
+                                "outputs": names, "dynamic_batch": dynamic_batch}
         if verify:
-            sizes = [size] + ([(size[0] + 13, size[1] + 9)] if dynamic else [])
-            info["max_rel_error"] = compare_onnx(model, path, [(batch_size, in_chans, *s) for s in sizes])
+            shapes = [(batch_size, in_chans, *size)]
+            if dynamic:  # a second size, which needs window padding
+                shapes.append((batch_size, in_chans, size[0] + 13, size[1] + 9))
+            elif dynamic_batch:  # one more image
+                shapes.append((batch_size + 1, in_chans, *size))
+            info["max_rel_error"] = compare_onnx(model, path, shapes)
     finally:
         model.train(was_training)
     return info

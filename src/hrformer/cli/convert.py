@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import check_input, check_output, fail, user_errors
+from .errors import check_input, fail, user_errors
+from .files import check_no_overwrite, check_output, model_files
 from .formatting import fields
 from .resolve import CHECKPOINT_SUFFIXES, model_from_file, read_weights_file
 
@@ -28,15 +29,16 @@ def run(args: argparse.Namespace) -> int:
     dst = Path(args.dst)
     if dst.suffix.lower() in CHECKPOINT_SUFFIXES and dst.suffix.lower() != ".safetensors" or dst.suffix == ".json":
         fail(f"DST {args.dst}: give a directory or a .safetensors path (config.json is written beside it)")
-    if dst.suffix.lower() == ".safetensors":
-        check_output(args.dst, "DST", make_dirs=True)
-    else:  # a directory, made if needed
-        check_output(str(dst / "model.safetensors"), "DST", make_dirs=True)
+    from ..weights.hub import saved_paths
+
+    weights_path, config_path = (str(p) for p in saved_paths(dst))
+    check_output(weights_path, "DST", make_dirs=True)
+    check_no_overwrite(model_files("SRC", args.src), [("DST", weights_path), ("DST", config_path)])
     checkpoint = read_weights_file(args.src)
     layout = checkpoint.layout
     if layout == "hrformer":
-        fail(f"{args.src}: already in hrformer's layout; load it with hrformer.from_pretrained (with its config.json) "
-             "or hrformer.create_model(NAME, pretrained=FILE)")
+        fail(f"{args.src}: already in hrformer's layout, nothing to convert; use it as it is, with its config.json "
+             f"beside it or its architecture named (e.g. hrformer export ARCH OUT.onnx --weights {args.src})")
     model = model_from_file(checkpoint, args.arch).model
     with user_errors(f"DST {args.dst}"):
         weights, config = hrformer.save_pretrained(model, args.dst)
@@ -62,7 +64,7 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     p.add_argument("src", help="official or mmpose checkpoint (.pth/.pt/.bin/.safetensors)")
     p.add_argument("dst", help="output directory, or a .safetensors path (config.json is written beside it)")
     p.add_argument("--arch", help="force a registered architecture (default: inferred from the tensor shapes)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, weights_usage="hrformer convert {file} DST --arch {name}")
     return p
 
 

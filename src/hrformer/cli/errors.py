@@ -1,8 +1,9 @@
 """The command line's error policy: a user's mistake is one ``error: ...`` line and exit status 2.
 
 User mistakes (a missing or unreadable file, weights that do not fit, an output that cannot be
-written, an option out of range, a missing optional package) become :class:`UserError`, which
-:func:`hrformer.cli.main` prints without a traceback. The checks that need no model (options,
+written, an option out of range, a missing optional package, running out of memory) become
+:class:`UserError`, which :func:`hrformer.cli.main` prints without a traceback, its advice in the
+command's own flags (:func:`command_advice`). The checks that need no model (options,
 output paths, devices) run before any model is built, so a typo costs no inference time. Anything
 else is a bug and still raises with its traceback.
 """
@@ -10,11 +11,10 @@ else is a bug and still raises with its traceback.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
+import errno
 import os
-from pathlib import Path
-from typing import Any, Iterator, NoReturn, Optional, Sequence
+import re
+from typing import Any, Iterator, NoReturn, Optional
 
 import torch
 
@@ -56,6 +56,10 @@ def missing_package(error: ImportError, needed_for: str) -> UserError:
 # Errors that are the user's to fix: the package's own refusals, and files that are missing, not
 # readable or not writable. Anything else raised inside :func:`user_errors` is a bug and keeps its traceback.
 USER_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+# ... and the plain OSErrors that say the same of a path or a disk (a name too long, a full or
+# read-only file system, a symlink loop).
+USER_ERRNOS = frozenset(getattr(errno, name) for name in ("ENAMETOOLONG", "ENOSPC", "EROFS", "EDQUOT", "ELOOP")
+                        if hasattr(errno, name))
 
 
 @contextlib.contextmanager
@@ -63,8 +67,9 @@ def user_errors(what: str, needed_for: Optional[str] = None) -> Iterator[None]:
     """Turn the package's refusals of user input inside the block into :class:`UserError`.
 
     ``what`` names the input ("--weights x.pth", "image photo.jpg") when the library's message may
-    not. Only :class:`hrformer.HRFormerError`, the file errors of :data:`USER_FILE_ERRORS` and a
-    missing optional package are turned; the cause stays attached (``raise ... from``).
+    not. Only :class:`hrformer.HRFormerError`, the file errors of :data:`USER_FILE_ERRORS` (and
+    OSErrors of :data:`USER_ERRNOS`) and a missing optional package are turned; the cause stays
+    attached (``raise ... from``).
     """
     try:
         yield
@@ -72,31 +77,59 @@ def user_errors(what: str, needed_for: Optional[str] = None) -> Iterator[None]:
         raise
     except ImportError as e:
         raise missing_package(e, needed_for or what) from e
-    except (HRFormerError, *USER_FILE_ERRORS) as e:
+    except (HRFormerError, OSError) as e:
+        if not isinstance(e, (HRFormerError, *USER_FILE_ERRORS)) and e.errno not in USER_ERRNOS:
+            raise  # another OSError (a decoder's, a socket's): a bug, keeps its traceback
         text = one_line(str(e) or type(e).__name__)
         raise UserError(text if what in text or not what else f"{what}: {text}") from e
 
 
+# Out of memory, as each backend says it: CUDA / MPS raise torch.OutOfMemoryError (torch.cuda's
+# before torch 2.5), the CPU allocator a RuntimeError, Python a MemoryError.
+_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+_OUT_OF_MEMORY_TEXT = ("can't allocate memory", "out of memory")
+
+
+@contextlib.contextmanager
+def out_of_memory(advice: str) -> Iterator[None]:
+    """Running out of memory inside the block is one line with ``advice`` (the command's way out:
+    a smaller batch or input, slide mode), not a traceback."""
+    try:
+        yield
+    except (*_OUT_OF_MEMORY, RuntimeError) as e:
+        if not isinstance(e, _OUT_OF_MEMORY) and not any(t in str(e) for t in _OUT_OF_MEMORY_TEXT):
+            raise
+        raise UserError(f"out of memory ({type(e).__name__}): {advice}") from e
+
+
+# --------------------------------------------------------------------------- advice in the command's terms
+# Library messages advise Python calls; each command says the same with its own flags. ``usage`` is
+# the command's way to give weights, e.g. "--model {name} --weights {file}" or
+# "hrformer export {name} OUT.onnx --weights {file}".
+_CREATE_WITH_FILE = re.compile(
+    r"(?:hrformer\.)?create_model\(\s*(['\"]?)(?P<name>[^'\",()]+)\1\s*,\s*(?:pretrained|checkpoint_path)\s*=\s*"
+    r"(['\"]?)(?P<file>[^'\"()]+)\3\s*\)(?:\s*\(or checkpoint_path=[^)]*\))?"
+)
+_FLAG_ADVICE = re.compile(r"--model (?P<name>\S+) --weights (?P<file>[^\s)]+)")
+_PLACEHOLDERS = {"path": "FILE", "path/to/checkpoint": "FILE", "...": "FILE", "FILE": "FILE", "arch": "ARCH",
+                 "NAME": "ARCH"}
+
+
+def command_advice(message: str, usage: str) -> str:
+    """``message`` with its advice in the command's flags: ``create_model('hrformer_t',
+    pretrained='path')`` (and, for a command without ``--model``, ``--model X --weights F``)
+    becomes ``usage`` filled with the name and file."""
+    def fill(match: "re.Match[str]") -> str:
+        name, file = match.group("name").strip(), match.group("file").strip()
+        return usage.format(name=_PLACEHOLDERS.get(name, name), file=_PLACEHOLDERS.get(file, file))
+
+    message = _CREATE_WITH_FILE.sub(fill, message)
+    if not usage.startswith("--model "):
+        message = _FLAG_ADVICE.sub(fill, message)
+    return message
+
+
 # --------------------------------------------------------------------------- checks before any work
-def check_output(path: str, flag: str, suffixes: Optional[Sequence[str]] = None, make_dirs: bool = False) -> Path:
-    """An output path that will be writable: a known extension, not a directory, its folder an
-    existing writable directory (``make_dirs``: the nearest existing ancestor is writable)."""
-    out = Path(path)
-    if out.is_dir():
-        fail(f"{flag} {path}: is a directory; give a file name")
-    if suffixes is not None and out.suffix.lower() not in suffixes:
-        fail(f"{flag} {path}: unknown extension {out.suffix or '(none)'!r}; use {', '.join(suffixes)}")
-    parent = out.parent
-    if make_dirs:
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-    if not parent.is_dir():
-        fail(f"{flag} {path}: the directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        fail(f"{flag} {path}: not writable")
-    return out
-
-
 def check_input(path: str, what: str) -> None:
     if not os.path.exists(path):
         fail(f"{what} {path}: no such file or directory")
@@ -119,6 +152,8 @@ def check_device(text: str) -> torch.device:
         if not torch.backends.mps.is_available():
             fail(f"--device {text}: MPS is not available here; use --device cpu")
     elif device.type != "cpu":
+        if device.type == "meta":
+            fail(f"--device {text}: meta tensors hold no data (shapes only); use cpu or cuda")
         try:
             torch.empty(0, device=device)
         except (RuntimeError, ValueError) as e:
@@ -132,33 +167,16 @@ def check_fraction(value: float, flag: str) -> float:
     return value
 
 
-# --------------------------------------------------------------------------- JSON
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        obj = obj.tolist()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+def __getattr__(name: str) -> Any:
+    """The output helpers moved to :mod:`.files`; ``from .errors import write_json`` keeps working."""
+    if name in ("check_output", "to_json", "write_json"):
+        from . import files
 
-
-def to_json(obj: Any) -> str:
-    """Strict JSON (RFC 8259): NaN and +-Inf become ``null``, tensors lists."""
-    return json.dumps(_finite(obj), indent=2, allow_nan=False)
-
-
-def write_json(obj: Any, path: str, flag: str = "--json") -> None:
-    """``obj`` as strict JSON (:func:`to_json`) into ``path``, saying so; a failure is a user error."""
-    with user_errors(f"{flag} {path}"):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(to_json(obj) + "\n")
-    print(f"wrote {path}")
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "EXIT_USER_ERROR", "IMAGE_SUFFIXES", "UserError", "check_device", "check_fraction", "check_input",
-    "check_output", "fail", "missing_package", "one_line", "to_json", "user_errors", "write_json",
+    "command_advice", "fail", "missing_package", "one_line", "out_of_memory", "user_errors",
 ]

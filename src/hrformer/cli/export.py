@@ -1,6 +1,7 @@
 """``hrformer export SOURCE out.onnx``: one ONNX file, dynamic batch and input size, checked in ONNX
 Runtime. SOURCE is anything :mod:`hrformer.cli.resolve` takes; a bare architecture is exported with
-untrained weights, and says so."""
+untrained weights, and says so. ``--static H W`` fixes the input size only (any batch still runs);
+``--batch N`` fixes the batch. The file is written under a temporary name and renamed once verified."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 import time
 
 from ..heads import HEADS
-from .errors import check_output, fail, user_errors
+from .errors import fail, user_errors
+from .files import atomic_output, check_no_overwrite, check_output, model_files
 from .resolve import DEFAULT_HEAD, load_model
 
 # The TorchScript exporter's range for this model: attention is exported as
@@ -33,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, size in (("--static", args.static), ("--input-size", args.input_size)):
         if size is not None and min(size) < 1:
             fail(f"{flag} {size[0]} {size[1]}: sizes must be positive")
+    if args.batch is not None and args.batch < 1:
+        fail(f"--batch {args.batch}: must be positive")
     check_output(args.out, "OUT", (".onnx",))
+    check_no_overwrite([*model_files("SOURCE", args.source), *model_files("--weights", args.weights)],
+                       [("OUT", args.out)])
     if not args.no_verify:
         _check_onnxruntime()
     resolved = load_model(args.source, args.weights, args.head, source_flag="SOURCE")
@@ -50,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
     size = args.static or args.input_size
     start = time.perf_counter()
-    with user_errors("export", needed_for="hrformer export"):
-        info = export_onnx(model, args.out, input_size=size, dynamic=not args.static, opset=args.opset,
-                           verify=not args.no_verify)
-    shape = "(batch, C, height, width), all dynamic" if info["dynamic"] else "static (1, C, %d, %d)" % info["input_size"]
-    print(f"wrote    {info['path']} ({os.path.getsize(info['path']) / 1e6:.1f} MB, opset {info['opset']}, "
+    with atomic_output(args.out, "OUT") as tmp, user_errors("export", needed_for="hrformer export"):
+        info = export_onnx(model, tmp, input_size=size, dynamic=args.static is None, opset=args.opset,
+                           verify=not args.no_verify, batch_size=args.batch or 1, dynamic_batch=args.batch is None)
+    batch = "batch" if info["dynamic_batch"] else str(args.batch)
+    height, width = ("height", "width") if info["dynamic"] else info["input_size"]
+    fixed = [axis for axis, dynamic in (("batch", info["dynamic_batch"]), ("size", info["dynamic"])) if not dynamic]
+    shape = f"({batch}, C, {height}, {width}), " + (f"{' and '.join(fixed)} static" if fixed else "all dynamic")
+    print(f"wrote    {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB, opset {info['opset']}, "
           f"{time.perf_counter() - start:.0f} s)")
     print(f"model    {resolved.description}, head {getattr(model, 'head_type', None) or 'none (backbone)'}")
     print(f"input    images {shape}; outputs {', '.join(info['outputs'])}")
@@ -73,7 +82,9 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
                                   "directory / .safetensors, hf-hub:org/name, or an original checkpoint")
     p.add_argument("out", help="output .onnx path")
     p.add_argument("--weights", help="a checkpoint for SOURCE (an architecture or tag), e.g. hrformer_t --weights x.pth")
-    p.add_argument("--static", nargs=2, type=int, metavar=("H", "W"), help="a static graph for this size only")
+    p.add_argument("--static", nargs=2, type=int, metavar=("H", "W"),
+                   help="a graph for this input size only (the batch stays dynamic unless --batch is given)")
+    p.add_argument("--batch", type=int, metavar="N", help="a graph for this batch size only (default: any batch)")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
                    help="example size traced (default: the model's pretrained_cfg input size)")
     p.add_argument("--head", default=DEFAULT_HEAD, choices=[DEFAULT_HEAD, *HEADS, "none"],
@@ -81,7 +92,8 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET}")
     p.add_argument("--fuse", action="store_true", help="fold BatchNorm first (fuse_for_inference)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, weights_usage="hrformer export {name} OUT.onnx --weights {file}",
+                   memory_advice="trace a smaller example (--input-size H W, or --static H W)")
     return p
 
 

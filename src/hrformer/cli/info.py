@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Optional
+
 from ..config import ARCHS
 from ..factory import create_model, get_model_entry, list_models
 from ..heads import HEADS
 from ..profiling import profile
 from ..published import MEASURED, OCR_MEASURED, PUBLISHED  # constants: `hrformer info` without names profiles nothing
-from .errors import user_errors
+from .errors import fail, user_errors
 from .formatting import fmt, table
 from .resolve import DEFAULT_HEAD, SAVED_PREFIXES, load_model, looks_like_path
 
@@ -45,11 +47,11 @@ def _paper_table() -> str:
             + notes + ocr)
 
 
-def _model(name: str, head: object):
-    """A registered name is built, not loaded (profiling needs no weights); files and saved models
-    go through the resolver."""
-    if os.path.exists(name) or name.startswith(SAVED_PREFIXES) or looks_like_path(name):
-        return load_model(name, head=head).model
+def _model(name: str, head: object, weights: Optional[str] = None):
+    """A registered name is built, not loaded (profiling needs no weights); files, saved models and
+    a name with ``--weights`` (whose head may differ from the name's) go through the resolver."""
+    if weights is not None or os.path.exists(name) or name.startswith(SAVED_PREFIXES) or looks_like_path(name):
+        return load_model(name, weights, head=head).model
     with user_errors(""):
         get_model_entry(name)  # an unknown name: the error lists the registered ones
     # The tag's (or the bare name's default tag's) head and input size, unless --head is given
@@ -62,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.names:
         print(_paper_table())
         return 0
+    if args.weights is not None and len(args.names) != 1:
+        fail(f"--weights {args.weights}: give one model name with it (got {len(args.names)})")
     rows = [["model", "head", "input", "params M", "GMACs", "conv", "linear", "attention", "feature channels"]]
     for name in args.names:
-        model = _model(name, args.head)
+        model = _model(name, args.head, args.weights)
         size = tuple(args.input_size) if args.input_size else tuple(model.pretrained_cfg["input_size"][-2:])
         with user_errors(f"--input-size {size[0]} {size[1]}"):
             p = profile(model, size)
@@ -82,10 +86,13 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="architectures, parameters and MACs (default command)")
     p.add_argument("names", nargs="*", help=f"model names ({', '.join(list_models())}), arch.tag, a saved model "
                                             "directory / .safetensors or an original checkpoint")
+    p.add_argument("--weights", help="a checkpoint for the one model named (an architecture or tag), e.g. "
+                                    "hrformer_t --weights x.pth")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"))
     p.add_argument("--head", default=DEFAULT_HEAD, choices=[DEFAULT_HEAD, *HEADS, "none"],
                    help="head (default: the tag's or file's; a bare name's default tag is the classifier)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, weights_usage="hrformer info {name} --weights {file}",
+                   memory_advice="profile at a smaller --input-size H W")
     return p
 
 

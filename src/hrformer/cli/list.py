@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = get_pretrained_cfg(*split_model_name(name))
         head = cfg.model_kwargs["head"] or "none"
         metric = ", ".join(f"{k} {v}" for k, v in cfg.metrics.items()) or "-"
-        original = f"{cfg.layout or 'layout unverified'}, {'download' if cfg.url else 'by hand'}"
+        where = "download" if cfg.url else f"by hand from {cfg.origin_url}" if cfg.origin_url else "by hand"
+        original = f"{cfg.layout or 'layout unverified'}, {where}"
         rows.append([name, head, "x".join(map(str, cfg.input_size[1:])), metric, original, cfg.license,
                      cfg.hf_hub_id or "-"])
     print(table(rows))

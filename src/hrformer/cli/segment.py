@@ -13,37 +13,36 @@ import argparse
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
-from .errors import (
-    IMAGE_SUFFIXES,
-    check_device,
-    check_fraction,
-    check_input,
-    check_output,
-    fail,
-    user_errors,
-    write_json,
-)
+from .errors import IMAGE_SUFFIXES, check_device, check_fraction, check_input, fail, user_errors
+from .files import atomic_output, check_no_overwrite, check_output, model_files, read_image, write_json
 from .resolve import add_image_and_model_arguments, load_model
 
 
-def _save_labels(labels: Any, path: str) -> None:
+def _label_picture(labels: Any) -> Any:
+    """(H, W) class indices -> an 8-bit gray PIL image (16-bit above 255 classes)."""
     from PIL import Image
     import torch
 
     h, w = labels.shape
     if int(labels.max()) <= 255:
-        Image.frombytes("L", (w, h), bytes(labels.to(torch.uint8).flatten().tolist())).save(path)
-    else:
-        img = Image.new("I;16", (w, h))
-        img.putdata(labels.flatten().tolist())
-        img.save(path)
+        return Image.frombytes("L", (w, h), bytes(labels.to(torch.uint8).flatten().tolist()))
+    img = Image.new("I;16", (w, h))
+    img.putdata(labels.flatten().tolist())
+    return img
 
 
-def _save_rgb(picture: Any, path: str) -> None:
+def _rgb_picture(picture: Any) -> Any:
+    """(3, H, W) uint8 -> an RGB PIL image."""
     from PIL import Image
 
     h, w = picture.shape[-2:]
-    Image.frombytes("RGB", (w, h), bytes(picture.permute(1, 2, 0).contiguous().flatten().tolist())).save(path)
+    return Image.frombytes("RGB", (w, h), bytes(picture.permute(1, 2, 0).contiguous().flatten().tolist()))
+
+
+def _save_picture(picture: Any, path: str, flag: str) -> None:
+    with atomic_output(path, flag) as tmp, user_errors(f"{flag} {path}"):
+        picture.save(tmp)
+    print(f"wrote {path}")
 
 
 def legend(result: Any) -> List[Dict[str, Any]]:
@@ -80,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
                                  ("--json", args.json, (".json",))):
         if path:
             check_output(path, flag, suffixes)
+    check_no_overwrite(
+        [("IMAGE", args.image), *model_files("--model", args.model), *model_files("--weights", args.weights)],
+        [("--out", args.out), ("--labels", args.labels), ("--json", args.json)],
+    )
     if args.scales is not None and not all(math.isfinite(s) and s > 0 for s in args.scales):
         fail(f"--scales {' '.join(map(str, args.scales))}: scales must be positive numbers")
     _check_pair(args.crop_size, "--crop-size")
@@ -89,14 +92,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out or args.labels:
         with user_errors("--out", needed_for="writing pictures (--out / --labels)"):
             import PIL.Image  # noqa: F401  (checked before the model loads)
+    image = read_image(args.image)
 
     model = load_model(args.model, args.weights, task="segmentation", source_flag="--model").model.to(device)
-    from ..image import load_image
     from ..segmentation import overlay, predict
 
     cfg: Any = getattr(model, "pretrained_cfg", None) or {}
-    with user_errors(f"IMAGE {args.image}", needed_for="reading the image"):
-        image = load_image(args.image)
     if args.multi_scale:
         scales = args.scales or tuple(cfg.get("test_scales") or (0.75, 1.0, 1.25))
     else:
@@ -107,13 +108,9 @@ def run(args: argparse.Namespace) -> int:
                          stride=tuple(args.stride) if args.stride else None)
     labels = result.labels.cpu()
     if args.out:
-        with user_errors(f"--out {args.out}"):
-            _save_rgb(overlay(image, labels, result.palette, alpha=args.alpha), args.out)
-        print(f"wrote {args.out}")
+        _save_picture(_rgb_picture(overlay(image, labels, result.palette, alpha=args.alpha)), args.out, "--out")
     if args.labels:
-        with user_errors(f"--labels {args.labels}"):
-            _save_labels(labels, args.labels)
-        print(f"wrote {args.labels}")
+        _save_picture(_label_picture(labels), args.labels, "--labels")
     rows = legend(result)
     if args.json:
         report = {"image": str(args.image), "model": args.model, "image_size": list(labels.shape),
@@ -138,7 +135,8 @@ def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     p.add_argument("--stride", nargs=2, type=int, metavar=("H", "W"), help="window stride (default: 2/3 of the window)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the colour map, in [0, 1]")
     p.add_argument("--device", default="cpu", help="torch device for the network (cpu, cuda, cuda:1, mps)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, memory_advice="slide windows over the image (--crop-size H W, e.g. the model's "
+                                           "training crop), fewer --scales, or another --device")
     return p
 
 
