@@ -194,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
                       "boxes": getattr(args, "boxes", None), "machine": machine(device),
                       "command": ["hrformer", "evaluate", *sys.argv[2:]] if sys.argv[1:2] == ["evaluate"] else None}
             write_json(report, args.json)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 
