@@ -7,7 +7,7 @@ import pytest
 import hrformer
 from hrformer.weights.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
-DATA_KEYS = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"}
+DATA_KEYS = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "channel_order"}
 
 
 @pytest.fixture(scope="module")

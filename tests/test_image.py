@@ -114,7 +114,7 @@ def test_to_pil_round_trip():
     (np.zeros((3, 48, 64), np.uint8), {}, ValueError, r"transpose\(1, 2, 0\)"),
     (np.zeros((8, 8, 4), np.uint8), {}, ValueError, "alpha"),
     (torch.zeros(2, 8, 8), {}, ValueError, "the model takes 3"),
-    (torch.zeros(3, 8, 8), {"in_chans": 1}, ValueError, "gray"),
+    (torch.zeros(3, 8, 8), {"in_chans": 4}, ValueError, r"with all 4 channels"),
     (torch.zeros(3, 8, 8), {"channel_order": "BRG"}, ValueError, "'RGB' or 'BGR'"),
     (torch.zeros(3, 8, 8, dtype=torch.int64), {}, ValueError, "uint8"),
     (np.zeros((8, 8, 3), np.int32), {}, ValueError, "uint8"),

@@ -646,7 +646,7 @@ def test_train_mode_and_other_heads_refused(tiny_pose_model):
     config = hrformer.config.HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
     for head in ("segmentation", "classification"):
         other = hrformer.HRFormer(config, head=head, num_classes=17).eval()
-        with pytest.raises(ValueError, match="pose needs a model with a 'pose' head"):
+        with pytest.raises(ValueError, match="pose needs a model with a pose head"):
             pose.predict(other, image, flip=False)
 
 

@@ -23,7 +23,7 @@ from hrformer.factory import find_architecture, get_model_entry
 from hrformer.profiling import count_params, profile
 from hrformer.published import OCR_MEASURED
 from hrformer.config import HRFORMER_T
-from hrformer.segmentation import (overlay, predict, preprocess, segmentation_cfg, window_starts,
+from hrformer.segmentation import (overlay, predict, preprocess, window_starts,
                                       windows)
 from hrformer.weights import CheckpointLayoutError, convert_original, detect_layout, unwrap_state_dict
 from hrformer.weights.loading import resize_rel_pos_table
@@ -339,7 +339,7 @@ def test_one_window_covering_the_image_is_the_whole_image(small_ocr):
 
 def test_overlapping_windows_are_averaged(small_ocr):
     image = torch.rand(3, 48, 64)  # 2 x 2 windows, the last column moved back from 40 to 16
-    x = preprocess(image, segmentation_cfg(small_ocr))
+    x = preprocess(image, small_ocr)
     expected = _reference_slide(small_ocr, x, (32, 48), (16, 40))[0]
     result = predict(small_ocr, image, crop_size=(32, 48), stride=(16, 40))
     torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-6)
@@ -351,7 +351,7 @@ def test_overlapping_windows_are_averaged(small_ocr):
 
 def test_an_image_smaller_than_the_crop_is_padded(small_ocr):
     image = torch.rand(3, 40, 80)  # shorter than the crop, wider than it
-    x = preprocess(image, segmentation_cfg(small_ocr))
+    x = preprocess(image, small_ocr)
     result = predict(small_ocr, image, crop_size=(48, 64), stride=(48, 32))
     assert result.logits.shape == (3, 40, 80)
     torch.testing.assert_close(result.logits, _reference_slide(small_ocr, x, (48, 64), (48, 32))[0], rtol=0, atol=1e-6)
@@ -362,7 +362,7 @@ def test_an_image_smaller_than_the_crop_is_padded(small_ocr):
 
 def test_windows_with_scales_and_flip(small_ocr):
     image = torch.rand(3, 40, 50)
-    x = preprocess(image, segmentation_cfg(small_ocr))
+    x = preprocess(image, small_ocr)
     crop, stride = (32, 32), (24, 24)  # scale 0.5: one padded window; 1.0: 2 x 2 windows
     expected = torch.zeros(1, 3, 40, 50)
     for s in (0.5, 1.0):
@@ -421,7 +421,7 @@ def test_refused_images(small_ocr, image, fix):
     with pytest.raises(ValueError, match=fix):
         predict(small_ocr, image)
     with pytest.raises(ValueError, match="divide"):
-        preprocess(torch.rand(3, 8, 8) * 255, segmentation_cfg(small_ocr))
+        preprocess(torch.rand(3, 8, 8) * 255, small_ocr)
 
 
 def test_the_model_is_never_changed_and_a_training_model_refused(small_ocr):

@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import InputError
+from .data_config import resolve_data_config
+from .errors import InputError, InputTypeError
 from .image import load_images
-from .inference import check_model, data_config, model_device_dtype, normalize
+from .inference import check_model, model_device_dtype, normalize
+from .limits import activation_bytes, check_memory
 
 __all__ = ["ClassificationResult", "EvalTransform", "create_transform", "imagenet_class_names", "predict"]
 
@@ -67,9 +69,13 @@ def _center_crop(x: Tensor, size: Tuple[int, int]) -> Tensor:
 class EvalTransform:
     """Image(s) -> the normalised network input: resize, centre crop, ``(x - mean) / std`` (see
     :func:`create_transform`). Call with any :mod:`hrformer.image` form; returns (C, H, W) for one
-    image, (B, C, H, W) for a batch."""
+    image, (B, C, H, W) for a batch.
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+    The resize is checked against the memory budget (:mod:`hrformer.limits`, ``max_memory_gb``)
+    before it runs: an image of extreme aspect ratio (a 100000x1 strip) would otherwise be resized
+    to gigapixels to have its shorter side at ``size / crop_pct``."""
+
+    def __init__(self, cfg: Mapping[str, Any], max_memory_gb: Optional[float] = None) -> None:
         self.input_size = tuple(int(v) for v in cfg["input_size"])
         self.crop_pct = float(cfg["crop_pct"])
         if not 0 < self.crop_pct <= 1:
@@ -79,13 +85,25 @@ class EvalTransform:
             raise InputError(f"interpolation must be one of {tuple(_MODES)}, got {self.interpolation!r}")
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
         self.channel_order = cfg["channel_order"]
+        self.max_memory_gb = max_memory_gb
         self._cfg = {"mean": self.mean, "std": self.std, "channel_order": self.channel_order}
+
+    def _check_resize(self, height: int, width: int, out_size: Tuple[int, int]) -> None:
+        """The resized image and the antialiased resize's one-axis intermediate, float32."""
+        channels = self.input_size[0]
+        rh, rw = out_size
+        nbytes = 4 * channels * (rh * rw + max(rh * width, height * rw))
+        short = max(1, min(height, width))
+        check_memory(nbytes, f"resizing the {width}x{height} image to {rw}x{rh} (shorter side "
+                             f"{min(rh, rw)}) for the centre crop", f"its aspect ratio is {max(height, width) / short:,.0f}:1; "
+                     "crop it to the region to classify first", self.max_memory_gb)
 
     def _one(self, image: Tensor) -> Tensor:
         size = self.input_size[-2:]
         out_size = _resize_size(image.shape[-2], image.shape[-1], size, self.crop_pct)
         x = image.unsqueeze(0)
         if tuple(out_size) != tuple(x.shape[-2:]):
+            self._check_resize(image.shape[-2], image.shape[-1], out_size)
             mode = _MODES[self.interpolation]
             antialias = mode in ("bilinear", "bicubic")  # Pillow's filters widen when shrinking
             x = F.interpolate(x, size=out_size, mode=mode, antialias=antialias,
@@ -106,14 +124,23 @@ class EvalTransform:
                 f"channel_order={self.channel_order!r})")
 
 
-def create_transform(model_or_cfg: Any) -> EvalTransform:
+def create_transform(model_or_cfg: Any, max_memory_gb: Optional[float] = None) -> EvalTransform:
     """timm's eval transform (``create_transform(**resolve_data_config(model))``) in torch alone,
-    from a model's ``pretrained_cfg`` or a cfg mapping (``input_size``, ``crop_pct``,
-    ``interpolation``, ``mean``, ``std``, ``channel_order``; see :func:`hrformer.inference.data_config`).
+    from a model (:func:`hrformer.data_config.resolve_data_config`) or a cfg mapping
+    (``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``, ``channel_order``; what it
+    lacks is ImageNet's). ``max_memory_gb``: the budget of the resize (:mod:`hrformer.limits`).
 
     ``transform(image)`` -> the network input; e.g. ``model(transform("cat.jpg").unsqueeze(0))``.
+    For a 1-channel model RGB images are made gray (Pillow's ``convert("L")``) and normalised with
+    the mean of the cfg's RGB ``mean`` / ``std`` (see ``resolve_data_config``).
     """
-    return EvalTransform(data_config(model_or_cfg))
+    if isinstance(model_or_cfg, nn.Module):
+        cfg = resolve_data_config(model_or_cfg)
+    elif isinstance(model_or_cfg, Mapping) or hasattr(model_or_cfg, "input_size"):
+        cfg = resolve_data_config(pretrained_cfg=model_or_cfg)
+    else:
+        raise InputTypeError(f"create_transform takes a model or a data config mapping, not {type(model_or_cfg).__name__}")
+    return EvalTransform(cfg, max_memory_gb=max_memory_gb)
 
 
 @dataclass(frozen=True)
@@ -151,21 +178,32 @@ def predict(
     *,
     channel_order: str = "RGB",
     batch_size: int = 32,
+    max_memory_gb: Optional[float] = None,
 ) -> Union[ClassificationResult, List[ClassificationResult]]:
     """The ``topk`` most probable classes of an image (a :class:`ClassificationResult`; a list for a
     batch), through the model's eval transform (:func:`create_transform`).
 
-    ``model``: a classification model in eval mode (refused otherwise, never switched);
+    ``model``: a classification model in eval mode (refused otherwise, never switched), with a
+    classifier (a ``num_classes=0`` model's outputs are pooled features: refused);
     ``image``: any :mod:`hrformer.image` form (path, PIL, numpy HWC, tensor; uint8 or float in
-    [0, 1]; a list or 4-D tensor is a batch); ``channel_order``: of arrays / tensors (cv2: "BGR").
+    [0, 1]; a list or 4-D tensor is a batch; gray for an ``in_chans=1`` model, RGB ones converted);
+    ``channel_order``: of arrays / tensors (cv2: "BGR"); ``max_memory_gb``: the memory budget of
+    the resize and the forward pass (:mod:`hrformer.limits`; default ``$HRFORMER_MAX_MEMORY_GB`` or 8).
     """
     check_model(model, "classification")
+    if getattr(getattr(model, "head", None), "num_outputs", None) == 0:
+        raise InputError("the model has no classifier (num_classes=0: its outputs are pooled features, not class "
+                         "scores); build it with num_classes=N (or use model.forward_features for features)")
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise InputError(f"topk must be a positive int, got {topk!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-    transform = create_transform(model)
+    transform = create_transform(model, max_memory_gb=max_memory_gb)
     images, batched = load_images(image, channel_order=channel_order, in_chans=transform.input_size[0])
+    _, height, width = transform.input_size
+    check_memory(activation_bytes(model, height, width, min(batch_size, len(images))),
+                 f"the forward pass of {min(batch_size, len(images))} {height}x{width} image(s)",
+                 "use a smaller batch_size", max_memory_gb)
     device, dtype = model_device_dtype(model)
     results: List[ClassificationResult] = []
     for start in range(0, len(images), batch_size):

@@ -13,33 +13,38 @@ An image is any of:
 Pixel values: ``uint8`` in 0-255 (``uint16`` arrays in 0-65535) or floating point in [0, 1].
 ``channel_order="BGR"`` says that 3-channel arrays and tensors are BGR (what OpenCV gives); files and
 PIL images know their own order. Everything comes out as float32 ``(C, H, W)`` in [0, 1], RGB
-(or 1-channel gray for an ``in_chans=1`` model; 1-channel images are repeated for a 3-channel one).
-Anything else is refused with a ``ValueError`` / ``TypeError`` that names the fix: images in
-[0, 255] as floats, normalised images, NaN / Inf, empty images, HWC tensors, CHW arrays, a channel
-count the model cannot take.
+for a 3-channel model (1-channel images repeated), gray for an ``in_chans=1`` model (RGB images
+converted as Pillow's ``convert("L")``: ITU-R 601-2 luma); a model with another channel count takes
+arrays and tensors with exactly that many channels.
+Anything else is refused with an :class:`~hrformer.errors.InputError` (a ``ValueError``; a
+``TypeError`` too for wrong types) that names the fix: images in [0, 255] as floats, normalised
+images, NaN / Inf, empty images, HWC tensors, CHW arrays, a channel count the model cannot take,
+truncated or corrupt files; a file over Pillow's decompression-bomb limit is a
+:class:`~hrformer.errors.ResourceLimitError`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 from typing import TYPE_CHECKING, Any, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .errors import InputError, InputTypeError
+from .data_config import CHANNEL_ORDERS
+from .errors import InputError, InputTypeError, ResourceLimitError
 
 if TYPE_CHECKING:  # Pillow and numpy are optional: imported where used
     from PIL import Image as PILImage
 
 ImageLike = Union[str, "os.PathLike[str]", "PILImage.Image", Tensor, Any]
-CHANNEL_ORDERS = ("RGB", "BGR")
 PILLOW_HINT = "pip install 'hrformer[draw]' (or pip install pillow)"
 # Float pixels a rounding error past [0, 1] (resampling, colour conversions) are clamped, not refused.
 _RANGE_TOLERANCE = 1e-3
 
-__all__ = ["CHANNEL_ORDERS", "ImageLike", "load_image", "load_images", "to_pil"]
+__all__ = ["CHANNEL_ORDERS", "GRAY_WEIGHTS", "ImageLike", "load_image", "load_images", "rgb_to_gray", "to_pil"]
 
 
 def _pil_module() -> Any:
@@ -75,11 +80,25 @@ def _read_file(path: Union[str, "os.PathLike[str]"], in_chans: int) -> Tensor:
     if not os.path.isfile(name):
         raise FileNotFoundError(f"image {name!r}: no such file")
     try:
-        with Image.open(name) as img:
-            img.load()
-            return _from_pil(img, in_chans, source=repr(name))
+        img = Image.open(name)  # reads the header only; Pillow checks the pixel count here
     except Image.UnidentifiedImageError:
         raise InputError(f"image {name!r}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ResourceLimitError(f"image {name!r}: {_bomb_pixels(e)}, over Pillow's decompression-bomb limit "
+                                 f"of {2 * (Image.MAX_IMAGE_PIXELS or 0):,}; downscale the image (or, for a "
+                                 "file you trust, raise PIL.Image.MAX_IMAGE_PIXELS)") from e
+    with img:
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as e:  # what Pillow's decoders raise on bad data
+            raise InputError(f"image {name!r}: truncated or corrupt image ({e})") from e
+        return _from_pil(img, in_chans, source=repr(name))
+
+
+def _bomb_pixels(error: Exception) -> str:
+    """The pixel count in Pillow's DecompressionBombError message ("Image size (N pixels) ...")."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found.group(1)):,} pixels" if found else str(error)
 
 
 def _pil_bytes(img: "PILImage.Image", dtype: torch.dtype) -> Tensor:
@@ -153,18 +172,34 @@ def _to_unit(x: Tensor, source: str) -> Tensor:
                      "or to float in [0, 1]")
 
 
+# ITU-R 601-2 luma, the weights of Pillow's convert("L").
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def rgb_to_gray(x: Tensor) -> Tensor:
+    """(..., 3, H, W) RGB -> (..., 1, H, W) gray, as Pillow's ``convert("L")`` (ITU-R 601-2 luma),
+    before its rounding to 8 bits."""
+    weights = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * weights).sum(dim=-3, keepdim=True)
+
+
 def _fit_channels(x: Tensor, in_chans: int, source: str) -> Tensor:
-    """(C, H, W) -> (in_chans, H, W): gray repeated for a 3-channel model, otherwise C must match."""
+    """(C, H, W) RGB or gray -> (in_chans, H, W): gray repeated for a 3-channel model, RGB made gray
+    for a 1-channel one (as Pillow's ``convert("L")``); any other count must match."""
     c = x.shape[0]
     if c == in_chans:
         return x
-    if c == 1:
+    if c == 1 and in_chans == 3:
         return x.expand(in_chans, -1, -1)
-    hint = ""
+    if c == 3 and in_chans == 1:
+        return rgb_to_gray(x)
     if c == 4 and in_chans == 3:
         hint = ": drop the alpha channel (image[..., :3] for an HWC array, image[:3] for a tensor)"
-    elif c == 3 and in_chans == 1:
-        hint = ": convert it to gray first (e.g. PIL .convert('L') or a path, which is converted for you)"
+    elif in_chans not in (1, 3):
+        hint = (f": give (C, H, W) tensors or (H, W, C) arrays with all {in_chans} channels (image files and "
+                "RGB / gray pictures cannot fill them)")
+    else:
+        hint = ""
     raise InputError(f"{source}: {c} channels, the model takes {in_chans} (in_chans={in_chans}){hint}")
 
 

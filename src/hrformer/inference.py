@@ -3,43 +3,41 @@
 ``predict`` runs under ``torch.inference_mode()`` and leaves the model's mode alone: switching a
 shared model to eval and back would race with other threads (and with a training loop), so a model
 in training mode is refused instead of fixed. A model whose head belongs to another task is refused
-too: its outputs would decode to plausible-looking nonsense.
+too: its outputs would decode to plausible-looking nonsense. The task is the head's own
+(``model.head.predict_task``); the preprocessing is :func:`hrformer.data_config.resolve_data_config`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .errors import InputError, InputTypeError
 
-# The heads (``model.head_type``) each task's predict can decode.
-TASK_HEADS: Dict[str, Tuple[str, ...]] = {
-    "pose": ("pose",),
-    "segmentation": ("segmentation", "ocr"),
-    "classification": ("classification",),
-}
+TASKS = ("pose", "segmentation", "classification")
+# How to get a model for each task, for the refusal's advice.
 _TAGS = {"pose": "a '*.coco_256x192' tag or head='pose'", "segmentation": "an '*_ocr' tag or head='ocr'",
          "classification": "an '*.in1k' tag or head='classification'"}
 
-__all__ = ["TASK_HEADS", "check_model", "data_config", "model_device_dtype", "normalize"]
+__all__ = ["TASKS", "check_model", "model_device_dtype", "model_task", "normalize"]
 
-# What a model without a pretrained_cfg gets (ImageNet statistics of [0, 1] RGB images).
-_DEFAULTS: Dict[str, Any] = {
-    "input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-    "channel_order": "RGB", "interpolation": "bilinear", "crop_pct": 1.0,
-}
+
+def model_task(model: nn.Module) -> Optional[str]:
+    """The ``predict`` task whose outputs the model's head gives (``model.head.predict_task``);
+    None for a model without a head."""
+    return getattr(getattr(model, "head", None), "predict_task", None)
 
 
 def check_model(model: nn.Module, task: str) -> None:
     """Refuse a model that ``task``'s predict would misuse: not an ``nn.Module``, in training mode
-    (any submodule; fix: ``model.eval()``), or with a head of another task (``model.head_type``; a
-    module without that attribute is taken as the caller's own network and trusted)."""
-    if task not in TASK_HEADS:
-        raise InputError(f"task must be one of {tuple(TASK_HEADS)}, got {task!r}")
+    (any submodule; fix: ``model.eval()``), or whose head (``model.head.predict_task``) belongs to
+    another task or is missing. A module without a ``head`` attribute is taken as the caller's own
+    network and trusted."""
+    if task not in TASKS:
+        raise InputError(f"task must be one of {TASKS}, got {task!r}")
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     training = [name or "the model" for name, m in model.named_modules() if m.training]
@@ -49,45 +47,25 @@ def check_model(model: nn.Module, task: str) -> None:
             f"{where} is in training mode (dropout, batch statistics): call model.eval() before predict "
             "(predict never switches modes itself, so that threads can share one model)"
         )
-    if not hasattr(model, "head_type"):
+    if not hasattr(model, "head"):
         return
-    head = model.head_type
-    if head not in TASK_HEADS[task]:
-        what = f"head {head!r}" if head is not None else "no head (a backbone)"
-        raise InputError(f"{task} needs a model with a {' or '.join(map(repr, TASK_HEADS[task]))} head; this one has "
-                         f"{what}: create it with {_TAGS[task]}")
-
-
-def data_config(model_or_cfg: Any) -> Dict[str, Any]:
-    """The preprocessing of a model (its ``pretrained_cfg``) or of a cfg (a mapping or an object with
-    those attributes): ``input_size`` (C, H, W), ``mean`` / ``std`` of [0, 1] pixels in
-    ``channel_order`` ("RGB" / "BGR"), ``interpolation``, ``crop_pct``; what is missing is ImageNet's
-    (an ``HRFormer`` without a cfg: its head's usual one, as :func:`hrformer.resolve_data_config`)."""
-    cfg = getattr(model_or_cfg, "pretrained_cfg", None) if isinstance(model_or_cfg, nn.Module) else model_or_cfg
-    if cfg is None and isinstance(model_or_cfg, nn.Module):
-        from .factory import default_pretrained_cfg  # the factory imports the model code: only when needed
-        from .model import HRFormer
-
-        if isinstance(model_or_cfg, HRFormer):
-            cfg = default_pretrained_cfg("", model_or_cfg)
-    out = {}
-    for key, default in _DEFAULTS.items():
-        value = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
-        out[key] = default if value is None else value
-    order = str(out["channel_order"]).upper()
-    if order not in ("RGB", "BGR"):
-        raise InputError(f"the model's pretrained_cfg has channel_order {out['channel_order']!r}; expected RGB or BGR")
-    out["channel_order"] = order
-    return out
+    found = model_task(model)
+    if found != task:
+        head = getattr(model.head, "task", None)
+        what = f"a {head!r} head (a {found} model)" if model.head is not None else "no head (a backbone)"
+        raise InputError(f"{task} needs a model with a {task} head; this one has {what}: create it with {_TAGS[task]}")
 
 
 def normalize(images: Tensor, cfg: Mapping) -> Tensor:
-    """(..., 3, H, W) RGB pixels in [0, 1] -> the network input: reordered to ``cfg["channel_order"]``,
-    then ``(x - mean) / std`` (``mean`` / ``std`` given in that order), as :func:`data_config` gives."""
-    if cfg["channel_order"] == "BGR":
+    """(..., C, H, W) pixels in [0, 1] (RGB for C = 3) -> the network input: reordered to
+    ``cfg["channel_order"]`` (3 channels only), then ``(x - mean) / std`` with the C values of
+    :func:`hrformer.data_config.resolve_data_config`."""
+    if cfg["channel_order"] == "BGR" and images.shape[-3] == 3:
         images = images.flip(-3)
     mean = torch.as_tensor(cfg["mean"], dtype=images.dtype, device=images.device).view(-1, 1, 1)
     std = torch.as_tensor(cfg["std"], dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    if mean.shape[0] != images.shape[-3] or std.shape[0] != images.shape[-3]:
+        raise InputError(f"{images.shape[-3]}-channel images but {mean.shape[0]} mean / {std.shape[0]} std values")
     return (images - mean) / std
 
 

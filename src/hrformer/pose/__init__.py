@@ -15,6 +15,7 @@ pixel-index coordinates (pixel ``i`` is centred on ``i``), as in OpenCV and mmpo
 
 from .codec import (
     DECODE_METHODS,
+    check_flip_indices,
     decode_heatmaps,
     flip_heatmaps,
     heatmap_maximum,
@@ -22,10 +23,10 @@ from .codec import (
     opencv_gaussian_kernel,
 )
 from .geometry import BBOX_FORMATS, box_to_center_scale, crop, parse_boxes, warp_matrix
-from .pipeline import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, PoseResult, keypoint_info, predict
+from .pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseResult, keypoint_info, predict
 
 __all__ = [
-    "BBOX_FORMATS", "DECODE_METHODS", "DEFAULT_INPUT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "PoseResult",
-    "box_to_center_scale", "crop", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "keypoint_info",
+    "BBOX_FORMATS", "DECODE_METHODS", "IMAGENET_MEAN", "IMAGENET_STD", "PoseResult",
+    "box_to_center_scale", "check_flip_indices", "crop", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "keypoint_info",
     "modulate_heatmaps", "opencv_gaussian_kernel", "parse_boxes", "predict", "warp_matrix",
 ]

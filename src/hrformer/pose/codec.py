@@ -7,17 +7,37 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 
 DECODE_METHODS = ("msra", "dark", "udp")
 
 SizeLike = Tuple[int, int]
+
+
+def check_flip_indices(flip_indices: Any, num_keypoints: Optional[int] = None) -> List[int]:
+    """``flip_indices`` as a list of ints, or an InputError: it must be a permutation of
+    ``0 .. K - 1`` (each keypoint's mirror image, e.g. left eye <-> right eye), ``K`` the number of
+    heatmaps when given."""
+    try:
+        values = [int(i) for i in flip_indices]
+        exact = all(not isinstance(i, bool) and int(i) == i for i in flip_indices)
+    except (TypeError, ValueError) as e:
+        raise InputTypeError(f"flip_indices must be a sequence of ints, got {flip_indices!r}") from e
+    if isinstance(flip_indices, (str, bytes)) or not exact:
+        raise InputTypeError(f"flip_indices must be a sequence of ints, got {flip_indices!r}")
+    if num_keypoints is not None and len(values) != num_keypoints:
+        raise InputError(f"{len(values)} flip_indices for {num_keypoints} heatmaps")
+    if sorted(values) != list(range(len(values))):
+        shown = values if len(values) <= 20 else f"{values[:20]}..."
+        raise InputError(f"flip_indices must be a permutation of 0..{len(values) - 1} (keypoint k's mirror "
+                         f"image for each k), got {shown}")
+    return values
 
 
 def flip_heatmaps(heatmaps: Tensor, flip_indices: Optional[Sequence[int]], shift: bool = True) -> Tensor:
@@ -30,9 +50,8 @@ def flip_heatmaps(heatmaps: Tensor, flip_indices: Optional[Sequence[int]], shift
     """
     flipped = heatmaps.flip(-1)
     if flip_indices is not None:
-        if len(flip_indices) != heatmaps.shape[1]:
-            raise InputError(f"{len(flip_indices)} flip_indices for {heatmaps.shape[1]} heatmaps")
-        flipped = flipped[:, torch.as_tensor(list(flip_indices), dtype=torch.long, device=heatmaps.device)]
+        indices = check_flip_indices(flip_indices, heatmaps.shape[1])
+        flipped = flipped[:, torch.as_tensor(indices, dtype=torch.long, device=heatmaps.device)]
     if shift:
         flipped = torch.cat([flipped[..., :1], flipped[..., :-1]], dim=-1)
     return flipped
@@ -204,6 +223,10 @@ def decode_heatmaps(
     in_h, in_w = input_size
     locations, scores = heatmap_maximum(heatmaps)
     if method == "udp":
+        if h < 2 or w < 2:
+            # UDP maps heatmap pixel 0 and w - 1 onto the input's corners: one pixel has no extent.
+            raise InputError(f"UDP decoding needs heatmaps of at least 2x2 pixels, got {h}x{w} (input {in_h}x{in_w}); "
+                             "use a larger input_size (at least 8x8 for stride-4 heatmaps) or method='msra'")
         locations = _refine_dark_udp(locations, heatmaps, blur_kernel_size)
         factor = torch.tensor([in_w / (w - 1), in_h / (h - 1)], dtype=torch.float64)
         keypoints = (locations.double() * factor.to(locations.device)).to(locations.dtype)
@@ -218,6 +241,6 @@ def decode_heatmaps(
 
 
 __all__ = [
-    "DECODE_METHODS", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "modulate_heatmaps",
+    "DECODE_METHODS", "check_flip_indices", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "modulate_heatmaps",
     "opencv_gaussian_kernel",
 ]

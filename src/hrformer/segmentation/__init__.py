@@ -10,9 +10,9 @@ sliding windows for large images.
 
 from .colors import colorize, overlay
 from .predict import predict
-from .preprocess import preprocess, segmentation_cfg
+from .preprocess import preprocess
 from .results import SegmentationResult
-from .sliding import slide_logits, window_starts, windows
+from .sliding import slide_logits, window_count, window_starts, windows
 
-__all__ = ["SegmentationResult", "colorize", "overlay", "predict", "preprocess", "segmentation_cfg",
-           "slide_logits", "window_starts", "windows"]
+__all__ = ["SegmentationResult", "colorize", "overlay", "predict", "preprocess", "slide_logits", "window_count",
+           "window_starts", "windows"]

@@ -1,4 +1,4 @@
-"""From a checked RGB image in [0, 1] to the network's input, as the model's ``pretrained_cfg`` says.
+"""From a checked image in [0, 1] to the network's input, as the model's data config says.
 
 The official segmentation weights were trained on images read with OpenCV, so their cfg says
 ``channel_order="BGR"``; ``mean`` / ``std`` are given in that channel order, for [0, 1] pixels.
@@ -6,32 +6,29 @@ The official segmentation weights were trained on images read with OpenCV, so th
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..data_config import resolve_data_config
 from ..image import load_images
-from ..inference import data_config, normalize
-from ..weights.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from ..inference import normalize
 
-__all__ = ["preprocess", "segmentation_cfg"]
-
-_DEFAULT_CFG: Mapping[str, Any] = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "channel_order": "RGB"}
+__all__ = ["preprocess"]
 
 
-def segmentation_cfg(model: nn.Module) -> Mapping[str, Any]:
-    """``model.pretrained_cfg`` (mean, std, channel_order, class_names...), or ImageNet RGB defaults."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    return cfg if cfg is not None else _DEFAULT_CFG
-
-
-def preprocess(image: Tensor, cfg: Mapping[str, Any]) -> Tensor:
-    """RGB image(s) (3, H, W) or (B, 3, H, W), uint8 0-255 or float in [0, 1] -> the normalised float32
-    batch (B, 3, H, W) in ``cfg["channel_order"]``: ``(x - mean) / std``.
+def preprocess(image: Tensor, model_or_cfg: Union[nn.Module, Mapping[str, Any]]) -> Tensor:
+    """Image(s) (C, H, W) or (B, C, H, W), uint8 0-255 or float in [0, 1] (RGB for 3 channels) -> the
+    normalised float32 batch (B, C, H, W) in the channel order of ``model_or_cfg`` (a model or its
+    ``pretrained_cfg``, through :func:`~hrformer.data_config.resolve_data_config`): ``(x - mean) / std``.
 
     The image contract of :mod:`hrformer.image` applies: a float image outside [0, 1] is refused (a
     0-255 float image would give logits ~100x too large and silently change labels).
     """
-    images, _ = load_images(image)
-    return normalize(torch.stack(images), data_config(cfg))
+    if isinstance(model_or_cfg, nn.Module):
+        cfg = resolve_data_config(model_or_cfg)
+    else:
+        cfg = resolve_data_config(pretrained_cfg=model_or_cfg)
+    images, _ = load_images(image, in_chans=cfg["input_size"][0])
+    return normalize(torch.stack(images), cfg)

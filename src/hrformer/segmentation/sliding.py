@@ -21,14 +21,19 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["window_starts", "windows", "slide_logits"]
+__all__ = ["slide_logits", "window_count", "window_starts", "windows"]
 
 Window = Tuple[int, int, int, int]  # y1, y2, x1, x2 (end exclusive)
 
 
+def window_count(size: int, crop: int, stride: int) -> int:
+    """The number of windows along one axis of length ``size`` (module docstring)."""
+    return max(size - crop + stride - 1, 0) // stride + 1
+
+
 def window_starts(size: int, crop: int, stride: int) -> List[int]:
     """Start offsets of the windows along one axis of length ``size`` (module docstring)."""
-    count = max(size - crop + stride - 1, 0) // stride + 1
+    count = window_count(size, crop, stride)
     return [max(min(i * stride + crop, size) - crop, 0) for i in range(count)]
 
 
