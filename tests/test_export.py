@@ -71,3 +71,21 @@ def test_profile_of_fused_model_counts_the_same_macs():
     assert profile(fused, (64, 48)).macs_by_op == profile(model, (64, 48)).macs_by_op
 
 
+
+
+@pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+def test_export_onnx_of_a_bf16_fused_model_writes_a_float32_file_that_onnx_runtime_runs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model, _ = _fused_pair("pose")
+    bf16 = copy.deepcopy(model).fuse_for_inference(dtype=torch.bfloat16)
+    path = tmp_path / "bf16.onnx"
+    with pytest.warns(UserWarning, match="float32 copy"):
+        hrformer.export_onnx(bf16, path, input_size=(64, 48))
+    assert next(bf16.parameters()).dtype == torch.bfloat16 and bf16.is_fused  # the model is unchanged
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    x = torch.randn(1, 3, 64, 48)
+    (got,) = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        _assert_close(torch.from_numpy(got), copy.deepcopy(bf16).float()(x))  # the float32 copy it holds
+        _assert_close(torch.from_numpy(got), bf16(x), rel=3e-2)  # bf16 rounding, as the fused bf16 model

@@ -9,6 +9,7 @@ exporter was chosen over ``dynamo=True``.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -37,6 +38,20 @@ def _default_input_size(model: nn.Module) -> Tuple[int, int]:
         return (224, 224)
 
 
+def _float32(model: nn.Module) -> nn.Module:
+    """``model``, or a float32 copy of it (with a warning) when it holds other floating-point parameters."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if dtypes <= {torch.float32}:
+        return model
+    warnings.warn(
+        f"export_onnx: the model's parameters are {', '.join(sorted(str(d) for d in dtypes))}, which ONNX Runtime's "
+        "CPU kernels do not take; exporting a float32 copy of it (its rounded weights, computed in float32; the "
+        "model itself is unchanged). Its outputs differ from this model's by the reduced precision's rounding.",
+        UserWarning, stacklevel=3,
+    )
+    return copy.deepcopy(model).float()
+
+
 def export_onnx(
     model: nn.Module,
     path: Union[str, os.PathLike],
@@ -58,8 +73,15 @@ def export_onnx(
     error relative to the largest PyTorch output. ``dynamic_batch`` (default: ``dynamic``) keeps the
     batch dynamic on its own, e.g. a graph for one (H, W) and any batch (verified at two batches).
 
+    A model in another floating-point dtype (``fuse_for_inference(dtype=torch.bfloat16)``, or
+    ``model.to(torch.bfloat16)``) is exported as a float32 copy, with a warning: ONNX Runtime's CPU
+    kernels take no bf16 convolutions. The copy computes in float32 with the model's rounded weights,
+    so its outputs differ from the bf16 model's by bf16 rounding (about 1e-2 relative); ``verify``
+    compares the file with that copy.
+
     Returns ``{"path", "input_size", "dynamic", "dynamic_batch", "opset", "outputs"}`` (+ ``"max_rel_error"``).
     """
+    model = _float32(model)
     size = tuple(int(s) for s in (input_size or _default_input_size(model)))
     if len(size) != 2:
         raise InputError(f"input_size must be (H, W), got {input_size}")

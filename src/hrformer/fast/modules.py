@@ -160,12 +160,13 @@ class FusedWindowAttention(LocalWindowAttention):
 
     @classmethod
     def from_reference(cls, module: LocalWindowAttention) -> "FusedWindowAttention":
-        with torch.device("meta"):  # every tensor is taken from ``module`` below
-            fused = cls(
-                module.dim, module.num_heads, window_size=module.window_size, rel_pos_bias=module.rel_pos_bias,
-                mask_padding=module.mask_padding, shift_size=module.shift_size, qkv_bias=module.qkv.bias is not None,
-                attn_drop=module.attn_drop, proj_drop=module.proj_drop.p,
-            )
+        # Built as a new layer, then every tensor taken from ``module`` (shared, not copied). Not on
+        # the meta device: initialising the bias table there costs seconds of decompositions.
+        fused = cls(
+            module.dim, module.num_heads, window_size=module.window_size, rel_pos_bias=module.rel_pos_bias,
+            mask_padding=module.mask_padding, shift_size=module.shift_size, qkv_bias=module.qkv.bias is not None,
+            attn_drop=module.attn_drop, proj_drop=module.proj_drop.p,
+        )
         fused.qkv = FusedLinear.from_reference(module.qkv)
         fused.proj = FusedLinear.from_reference(module.proj)
         if module.rel_pos_bias:
