@@ -83,6 +83,10 @@ def _read_file(path: Union[str, "os.PathLike[str]"], in_chans: int) -> Tensor:
         img = Image.open(name)  # reads the header only; Pillow checks the pixel count here
     except Image.UnidentifiedImageError:
         raise InputError(f"image {name!r}: not an image file Pillow can read") from None
+    except (PermissionError, IsADirectoryError):  # the file system's refusals stay OSErrors
+        raise
+    except (OSError, SyntaxError, EOFError) as e:  # a header cut short
+        raise InputError(f"image {name!r}: truncated or corrupt image ({e})") from e
     except Image.DecompressionBombError as e:
         raise ResourceLimitError(f"image {name!r}: {_bomb_pixels(e)}, over Pillow's decompression-bomb limit "
                                  f"of {2 * (Image.MAX_IMAGE_PIXELS or 0):,}; downscale the image (or, for a "
