@@ -60,15 +60,3 @@ def test_parts(example, tmp_path):
     assert example.native_bf16(cpu, "flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
     assert example.native_bf16(cpu, "flags\t\t: fpu amx_bf16\n")
     assert not example.native_bf16(cpu, "flags\t\t: fpu sse avx2 avx512f\n")
-
-
-def test_readme_fine_tuning_section_runs():
-    text = (EXAMPLE.parent.parent / "README.md").read_text()
-    start = text.index("\n## Fine-tuning on your own dense task\n")
-    section = text[start:text.index("\n## ", start + 1)]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1 and "param_groups_layer_decay" in blocks[0]
-    namespace: dict = {}
-    exec(compile(blocks[0], "README fine-tuning block", "exec"), namespace)
-    assert tuple(namespace["logits"].shape) == (1, 5, 16, 16)
-    assert {g["lr"] for g in namespace["optimizer"].param_groups} >= {1e-3, 8e-4}

@@ -147,7 +147,8 @@ def test_window_options_reach_every_block_and_change_the_maps(option):
 def test_readme_dotted_names_resolve():
     """Every `hrformer.a.b` the README names is importable as written (``hrformer.profile`` is the
     function, ``hrformer.profiling`` the module)."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    readme = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     names = set(re.findall(r"`(hrformer(?:\.[A-Za-z_]\w*)+)", readme))
     assert "hrformer.profiling.paper_pose_gflops" in names
     missing = []
