@@ -18,6 +18,10 @@ of every op, summed per class:
 that an implementation would reach if all of its glue were free and its arithmetic ran at the speed
 of the library kernels used here (oneDNN, MKL and ATen on this machine). It is an upper bound for
 any implementation built from these kernels.
+
+ONNX Runtime and OpenVINO (``--modes ort openvino openvino-bf16``) run their kernels outside torch,
+where the profiler cannot see them: their rows give the wall time and the measured speed-up only.
+A figure that cannot be computed (no op times, no ``--reference``, a zero time) prints ``-``.
 """
 
 from __future__ import annotations
