@@ -196,8 +196,9 @@ def test_image_files_pillow_refuses_are_one_line_errors(files, tmp_path, capsys,
 
 
 def test_udp_decoding_of_a_one_pixel_heatmap_is_refused(files, capsys):
-    assert_user_error(capsys, ["pose", files / "img.png", "--model", files / "pose", "--input-size", 4, 4,
-                               "--method", "udp", "--no-flip"])
+    line = assert_user_error(capsys, ["pose", files / "img.png", "--model", files / "pose", "--input-size", 4, 4,
+                                      "--method", "udp", "--no-flip"], "UDP")
+    assert "method=" not in line  # the advice in flags
 
 
 @pytest.mark.parametrize("command, extra, advice", [
@@ -267,6 +268,13 @@ def test_python_advice_becomes_flags():
         "--model hrformer_t.in1k --weights FILE: .pth")
     assert command_advice("e.g. --model hrformer_t --weights x.pth)", "hrformer info {name} --weights {file}") == (
         "e.g. hrformer info hrformer_t --weights x.pth)")
+    wrong_head = "create it with a '*.coco_256x192' tag or head='pose'"
+    assert command_advice(wrong_head, "--model {name} --weights {file}") == "create it with a '*.coco_256x192' tag"
+    assert command_advice(wrong_head, "hrformer export {name} OUT.onnx --weights {file}", options={"head"}) == (
+        "create it with a '*.coco_256x192' tag or --head pose")
+    assert command_advice("use a larger input or method='msra'", "", options={"method"}) == (
+        "use a larger input or --method msra")
+    assert command_advice("got rel_pos_bias=False", "", options={"method"}) == "got rel_pos_bias=False"
 
 
 def test_unavailable_weights_advise_weights_flag(files, capsys, monkeypatch):
@@ -358,3 +366,27 @@ def test_export_static_fixes_the_size_and_keeps_the_batch(files, tmp_path, capsy
     assert status == 0 and "(2, C, 64, 48), batch and size static" in out, err
     assert [(c["dynamic"], c["dynamic_batch"], c["batch_size"]) for c in calls] == [(False, True, 1), (False, False, 2)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "s.onnx"]
+
+
+@pytest.mark.slow  # a real export and its check in ONNX Runtime: ~15 s on 2 busy cores
+def test_export_static_graph_runs_any_batch(files, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "static.onnx"
+    status, text, err = run_cli(capsys, "export", files / "pose", out, "--static", H, W)
+    assert status == 0 and "ok" in text, err  # verified at batch 1 and 2
+    (images,) = onnx.load(str(out)).graph.input
+    assert [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim] == ["batch", 3, H, W]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, H, W)
+    (heatmaps,) = session.run(None, {"images": x.numpy()})
+    with torch.inference_mode():
+        expected = hrformer.from_pretrained(files / "pose")(x)
+    assert torch.allclose(torch.from_numpy(heatmaps), expected, atol=1e-4)
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask() and leftovers(tmp_path) == []
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -67,3 +67,36 @@ def test_list_prints_both_registries(capsys):
     assert row.split() == ["hrformer_s.coco_256x192", "pose", "256x192", "coco_val2017_ap", "73.8", "mmpose,", "download",
                            "apache-2.0", "hrformer/hrformer_s.coco_256x192"]
     assert len(out) == 2 + 4
+
+
+def _without(state, prefix):
+    return {k: v for k, v in state.items() if not k.startswith(prefix)}
+
+
+def _replaced(state, suffix, value):
+    key = next(k for k in state if k.endswith(suffix))
+    return {**state, key: value(state[key])}
+
+
+# Malformed original checkpoints (official classification layout): each once raised a KeyError,
+# ZeroDivisionError, IndexError, RuntimeError or AttributeError from the architecture inference or
+# the key conversion.
+MALFORMED = {
+    "no stem": lambda sd: _without(sd, "conv1."),
+    "empty stage-4 norm": lambda sd: _replaced(sd, "stage4.0.branches.0.0.norm1.weight", lambda t: t[:0]),
+    "scalar stem": lambda sd: _replaced(sd, "conv1.weight", lambda t: torch.tensor(1.0)),
+    "1-element attention weight": lambda sd: _replaced(sd, "attn.attn.k_proj.weight", lambda t: torch.zeros(1)),
+    "stage-4 branch with its norm only": lambda sd: {
+        k: v for k, v in sd.items() if not k.startswith("stage4.0.branches.0.") or ".norm1." in k},
+}
+
+
+@pytest.mark.parametrize("malformation", MALFORMED)
+def test_malformed_original_checkpoints_are_one_line_errors(malformation, tmp_path, capsys):
+    src = tmp_path / "broken.pth"
+    torch.save(MALFORMED[malformation](original_state_dict("official_cls_hrt_tiny")), src)
+    for argv in (["convert", src, tmp_path / "out"], ["export", src, tmp_path / "x.onnx", "--no-verify"]):
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "broken.pth" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]  # nothing written

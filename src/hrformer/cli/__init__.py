@@ -54,7 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with out_of_memory(getattr(args, "memory_advice", DEFAULT_MEMORY_ADVICE)):
                 status = args.func(args)
         except UserError as e:
-            message = command_advice(str(e), getattr(args, "weights_usage", DEFAULT_WEIGHTS_USAGE))
+            message = command_advice(str(e), getattr(args, "weights_usage", DEFAULT_WEIGHTS_USAGE),
+                                     options=vars(args))
             print(f"error: {message}", file=sys.stderr)
             status = EXIT_USER_ERROR
         sys.stdout.flush()  # here, so that a closed pipe is seen here rather than at exit

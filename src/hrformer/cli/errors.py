@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import re
-from typing import Any, Iterator, NoReturn, Optional
+from typing import Any, Collection, Iterator, NoReturn, Optional
 
 import torch
 
@@ -111,22 +111,33 @@ _CREATE_WITH_FILE = re.compile(
     r"(['\"]?)(?P<file>[^'\"()]+)\3\s*\)(?:\s*\(or checkpoint_path=[^)]*\))?"
 )
 _FLAG_ADVICE = re.compile(r"--model (?P<name>\S+) --weights (?P<file>[^\s)]+)")
+_KEYWORD_ADVICE = re.compile(r"(?P<either>,? or )?\b(?P<key>[a-z_]+)\s*=\s*(?P<q>['\"]?)(?P<value>[\w.\-]+)(?P=q)")
 _PLACEHOLDERS = {"path": "FILE", "path/to/checkpoint": "FILE", "...": "FILE", "FILE": "FILE", "arch": "ARCH",
                  "NAME": "ARCH"}
 
 
-def command_advice(message: str, usage: str) -> str:
+def command_advice(message: str, usage: str, options: Collection[str] = ()) -> str:
     """``message`` with its advice in the command's flags: ``create_model('hrformer_t',
     pretrained='path')`` (and, for a command without ``--model``, ``--model X --weights F``)
-    becomes ``usage`` filled with the name and file."""
+    becomes ``usage`` filled with the name and file; a keyword the command has as an option
+    (``options``: its argparse dests), ``method='msra'``, becomes its flag, ``--method msra``; the
+    ``head=`` alternative goes where the command has no ``--head`` (its task fixes the head)."""
     def fill(match: "re.Match[str]") -> str:
         name, file = match.group("name").strip(), match.group("file").strip()
         return usage.format(name=_PLACEHOLDERS.get(name, name), file=_PLACEHOLDERS.get(file, file))
 
+    def keyword(match: "re.Match[str]") -> str:
+        key, either = match.group("key"), match.group("either") or ""
+        if key in options:
+            return f"{either}--{key.replace('_', '-')} {match.group('value')}"
+        if key == "head" and either:
+            return ""
+        return match.group(0)
+
     message = _CREATE_WITH_FILE.sub(fill, message)
     if not usage.startswith("--model "):
         message = _FLAG_ADVICE.sub(fill, message)
-    return message
+    return _KEYWORD_ADVICE.sub(keyword, message)
 
 
 # --------------------------------------------------------------------------- checks before any work
