@@ -148,10 +148,10 @@ def test_model_and_file_mistakes(files, tmp_path, capsys):
         (["pose", img, "--model", "hrformer_t"], "a bare architecture has no pose weights"),
         (["pose", img, "--model", "hrformer_t", "--weights", tmp_path / "x.pth"], "--weights", "no such file"),
         (["pose", img, "--model", files / "ocr"], "pose needs a model with a", "'ocr' head"),
-        (["segment", img, "--model", files / "pose"], "segmentation needs", "'ocr'"),
-        (["pose", img, "--model", files / "pose_state.pth"], "without a config.json", "--model hrformer_t --weights"),
+        (["segment", img, "--model", files / "pose"], "segmentation needs", "'pose' head"),
+        (["pose", img, "--model", files / "pose_state.pth"], "layout", "--model hrformer_t --weights"),
         (["pose", img, "--model", "hrformer_t", "--weights", files / "pose_state.pth"], "missing keys"),
-        (["pose", img, "--model", "hrformer_s", "--weights", files / "pose"], "holds a model with channels 18/36/72/144", "not hrformer_s"),
+        (["pose", img, "--model", "hrformer_s", "--weights", files / "pose"], "channels 18/36/72/144", "not hrformer_s"),
         (["pose", img, "--model", files / "garbage.pth"], "garbage.pth", "corrupt"),
         (["pose", files / "garbage.png", "--model", files / "pose"], "garbage.png", "not an image file"),
         (["pose", img, "--model", files / "pose", "--box", 10, 10, 5, 5], "box"),
@@ -187,16 +187,12 @@ def test_resolver_reads_every_kind_of_source(files, tmp_path, monkeypatch):
     # a bare architecture: untrained; a tag and hf-hub: the published / pushed weights
     bare = resolve.load_model("hrformer_t")
     assert not bare.trained and "untrained" in bare.description
-    calls = []
-
-    def fake_create(name, pretrained=False, **kwargs):
-        calls.append((name, pretrained))
-        return hrformer.HRFormer(TINY, head="pose")
-
-    monkeypatch.setattr(hrformer, "create_model", fake_create)
-    assert resolve.load_model("hrformer_s.coco_256x192", task="pose").trained
-    assert resolve.load_model("hf-hub:org/name", task="pose").trained
-    assert calls == [("hrformer_s.coco_256x192", True), ("hf-hub:org/name", True)]
+    # (offline, nothing cached: asking for them is an error naming what was tried, not a random model)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(resolve.UserError, match="hrformer_s.coco_256x192.*download.openmmlab.com"):
+        resolve.load_model("hrformer_s.coco_256x192", task="pose")
+    with pytest.raises(resolve.UserError, match="org/name"):
+        resolve.load_model("hf-hub:org/name", task="pose")
 
 
 def test_export_of_a_bare_architecture_warns(files, tmp_path, capsys, monkeypatch):
@@ -246,9 +242,8 @@ def test_pose_without_boxes_takes_the_whole_image(files, capsys):
 
 def test_segment_legend_and_outputs(files, tmp_path, capsys):
     out, labels, report = tmp_path / "seg.png", tmp_path / "labels.png", tmp_path / "seg.json"
-    status, text, err = run_cli(capsys, "segment", files / "img.png", "--model", "hrformer_t", "--weights",
-                                files / "ocr" / "model.safetensors", "--out", out, "--labels", labels, "--json",
-                                report, "--alpha", 1)
+    status, text, err = run_cli(capsys, "segment", files / "img.png", "--model", files / "ocr" / "model.safetensors",
+                                "--out", out, "--labels", labels, "--json", report, "--alpha", 1)
     assert status == 0, err
     model = hrformer.from_pretrained(files / "ocr")
     expected = hrformer.segmentation.predict(model, str(files / "img.png")).labels
