@@ -162,7 +162,7 @@ class HRFormer(nn.Module):
                 out = self.head(feats, **head_kwargs)
         return self._like_input(out, x)
 
-    # What fusing changes: the modules (hrformer.fast) and the three helpers below.
+    # Fusing changes the modules (hrformer.fast) and ``self.fused``, which only these helpers read.
     def _fast_path(self, x: torch.Tensor) -> ContextManager[None]:
         """A fused model runs its oneDNN kernels for a finite input ``x`` (NaN and Inf take the public
         ops, which propagate them); the reference model runs as written."""
@@ -372,9 +372,9 @@ class HRFormer(nn.Module):
 
     def fuse_for_inference(self, dtype: Optional[torch.dtype] = None) -> "HRFormer":
         """Inference mode (irreversible; returns self): see :func:`hrformer.fast.fuse_for_inference`.
-        Every BatchNorm is folded into its convolution and the fused inference modules replace the
-        reference layers; ``is_fused`` becomes True; outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included. The
-        fused model refuses ``train()`` and ``save_pretrained``; it pickles (``torch.save(model)``,
+        Every BatchNorm is folded into its convolution, the fused inference modules replace the
+        reference layers and ``is_fused`` becomes True; outputs equal the unfused model's to about
+        1e-6 relative, NaN and Inf included. The fused model refuses ``train()`` and ``save_pretrained``; it pickles (``torch.save(model)``,
         ``copy.deepcopy``). ``dtype=torch.bfloat16``: folded in fp32, then cast; fp32 images in,
         fp32 outputs out, within about 3e-2 relative (faster only with AMX / AVX512-BF16 or a GPU)."""
         return fuse_for_inference(self, dtype=dtype)

@@ -1,0 +1,121 @@
+"""Before/after timing of the inference fast path, in one process: the fused model of another
+checkout of this package (e.g. the class-surgery ``fuse_for_inference`` of an earlier commit) against
+this one, and the cost of returning the outputs in the caller's memory format (this checkout with
+the conversion bypassed), fused and unfused. Interleaved rounds (``benchmarks/timing.py``).
+
+    git archive <commit> src/hrformer | tar -x -C /tmp/old && mv /tmp/old/src/hrformer /tmp/old/hrformer_old
+    python -m benchmarks.fast_path_ab --old /tmp/old --models t s --batches 1 8 --out results/cpu_fast_path_ab.json
+
+The old package must import as ``hrformer_old`` (the package uses relative imports only, so a renamed
+copy works). Models: the backbone with the official classification code's semantics
+(:func:`benchmarks.impls.ours`) and the pose model (heatmaps only), 256x192, fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import sys
+from typing import Callable, Dict
+
+import torch
+
+from hrformer.fast.cpu import machine_info
+
+from .timing import interleaved
+
+
+def _build(lib, name: str, head):
+    kwargs = {"upsample_mode": "nearest"} if head is None else {}
+    torch.manual_seed(0)
+    return lib.create_model(name, head=head, **kwargs).eval()
+
+
+def _without_layout_conversion(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy whose outputs stay as the network leaves them (channels-last), as before the change."""
+    model = copy.deepcopy(model)
+    model._like_input = lambda out, x: out
+    return model
+
+
+def variants(old_lib, name: str, head) -> Dict[str, torch.nn.Module]:
+    import hrformer
+
+    eager = _build(hrformer, name, head)
+    fused = copy.deepcopy(eager).fuse_for_inference()
+    models = {
+        "eager": eager,
+        "eager_no_layout": _without_layout_conversion(eager),
+        "fused": fused,
+        "fused_no_layout": _without_layout_conversion(fused),
+    }
+    if old_lib is not None:
+        old = _build(old_lib, name, head)
+        old.load_state_dict(eager.state_dict())
+        models["old_fused"] = old.fuse_for_inference()
+    return models
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--old", help="directory holding the package to compare against, as hrformer_old")
+    p.add_argument("--models", nargs="+", default=["t", "s"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--heads", nargs="+", default=["none", "pose"])
+    p.add_argument("--size", default="256x192")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--max-tries", type=int, default=2)
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    old_lib = None
+    if args.old:
+        sys.path.insert(0, args.old)
+        old_lib = importlib.import_module("hrformer_old")
+    h, w = (int(v) for v in args.size.split("x"))
+    records = []
+    for arch in args.models:
+        name = f"hrformer_{arch}"
+        for head_name in args.heads:
+            head = None if head_name == "none" else head_name
+            models = variants(old_lib, name, head)
+            for batch in args.batches:
+                x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0))
+                with torch.inference_mode():
+                    ref = models["eager"](x)
+                    for key, model in models.items():  # the same outputs, whichever variant
+                        out = model(x)
+                        outs, refs = (out, ref) if isinstance(out, list) else ([out], [ref])
+                        err = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(outs, refs))
+                        assert err < 1e-4, (key, err)
+
+                def call(model) -> Callable[[], None]:
+                    def run() -> None:
+                        with torch.inference_mode():
+                            model(x)
+                    return run
+
+                samples = interleaved({k: call(m) for k, m in models.items()}, reps=args.repeats,
+                                      max_tries=args.max_tries)
+                row = {"model": name, "head": head_name, "batch": batch, "size": args.size,
+                       "ms": {k: s.median * 1e3 for k, s in samples.items()},
+                       "ms_min": {k: s.min * 1e3 for k, s in samples.items()},
+                       "discarded": {k: s.discarded for k, s in samples.items()}}
+                records.append(row)
+                ms = row["ms"]
+                line = "  ".join(f"{k} {v:8.1f}" for k, v in ms.items())
+                ratios = f"layout cost eager {ms['eager'] / ms['eager_no_layout']:.3f} fused {ms['fused'] / ms['fused_no_layout']:.3f}"
+                if "old_fused" in ms:
+                    ratios += f"  new/old fused {ms['fused'] / ms['old_fused']:.3f}"
+                print(f"{name} {head_name:5s} b{batch}: {line} ms | {ratios}", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"machine": machine_info(), "threads": args.threads, "torch": torch.__version__,
+                       "records": records}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
