@@ -98,7 +98,7 @@ def run_case(name: str, threads: int) -> Dict[str, Any]:
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8)
     rss_before = _status_mb("VmRSS")
     wall, cpu = time.perf_counter(), time.process_time()
-    result = predict(model, image, **(window or {}))
+    result = predict(model, image, max_memory_gb=1000, **(window or {}))  # measured beyond the default budget
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert result.logits.shape == (19, height, width) and bool(torch.isfinite(result.logits).all())
     return {"arch": arch, "size": [height, width], "mode": "slide" if window else "whole",

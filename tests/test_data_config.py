@@ -51,3 +51,63 @@ def test_resolve_data_config(name):
     assert tuple(data["input_size"]) == tuple(model.pretrained_cfg["input_size"])
     if name.endswith("384x288"):
         assert tuple(data["input_size"]) == (3, 384, 288)
+
+
+# --------------------------------------------------------------------------- the one resolver
+import ast  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from hrformer import data_config  # noqa: E402
+from hrformer.config import HRFORMER_T  # noqa: E402
+from hrformer.errors import InputError  # noqa: E402
+from hrformer.heads import HEADS  # noqa: E402
+
+SRC = Path(data_config.__file__).resolve().parent
+TINY = HRFORMER_T.with_(modules=(1, 1, 1, 1), blocks=1)
+
+
+@pytest.mark.parametrize("head", [None, *HEADS])
+def test_a_model_without_pretrained_cfg_gets_its_heads_defaults(head):
+    model = hrformer.HRFormer(TINY, head=head)
+    assert not hasattr(model, "pretrained_cfg")
+    cfg = data_config.resolve_data_config(model)
+    size = HEADS[head].default_input_size if head else data_config.DEFAULT_INPUT_SIZE
+    assert cfg["input_size"] == (3, *size)
+    assert cfg["crop_pct"] == (HEADS[head].crop_pct if head else 1.0)
+    assert (cfg["mean"], cfg["std"], cfg["channel_order"]) == (IMAGENET_MEAN, IMAGENET_STD, "RGB")
+
+
+def test_args_then_pretrained_cfg_then_head(pose_model):
+    pretrained = {"input_size": (3, 384, 288), "mean": (0.5, 0.5, 0.5), "channel_order": "bgr", "test_size": (96, 64)}
+    cfg = data_config.resolve_data_config({"std": [0.2]}, pretrained_cfg=pretrained, model=pose_model)
+    assert cfg["input_size"] == (3, 384, 288) and cfg["mean"] == (0.5, 0.5, 0.5) and cfg["std"] == (0.2,) * 3
+    assert cfg["channel_order"] == "BGR" and cfg["crop_pct"] == 1.0 and cfg["interpolation"] == "bilinear"
+    tested = data_config.resolve_data_config(pretrained_cfg=pretrained, use_test_size=True)
+    assert tested["input_size"] == (3, 96, 64)
+    for bad, match in (({"channel_order": "RBG"}, "channel_order"), ({"crop_pct": 1.5}, "crop_pct"),
+                       ({"input_size": (3, 0, 8)}, "input_size"), ({"mean": (0.1, 0.2)}, "2 values for 3")):
+        with pytest.raises(InputError, match=match):
+            data_config.resolve_data_config(bad, model=pose_model)
+
+
+def test_the_model_decides_its_channels_and_the_statistics_follow():
+    gray = hrformer.HRFormer(TINY, head="classification", in_chans=1)
+    gray.pretrained_cfg = hrformer.get_pretrained_cfg("hrformer_t.in1k")  # (3, 224, 224), RGB statistics
+    cfg = data_config.resolve_data_config(gray)
+    assert cfg["input_size"] == (1, 224, 224)
+    assert cfg["mean"] == (sum(IMAGENET_MEAN) / 3,) and cfg["std"] == (sum(IMAGENET_STD) / 3,)
+    wrapped = torch.nn.DataParallel(gray)
+    assert data_config.resolve_data_config(wrapped) == cfg
+
+
+def test_the_resolver_is_a_leaf():
+    """The factory, the weight registry and the predicts all import it: it imports none of them."""
+    tree = ast.parse((SRC / "data_config.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+    assert imported == {"errors"}
+
+
+def test_public_name_is_the_resolver():
+    assert hrformer.resolve_data_config is data_config.resolve_data_config
