@@ -82,9 +82,10 @@ def same_file(a: str, b: str) -> bool:
 
 def model_files(flag: str, source: Optional[str]) -> List[Labelled]:
     """The files on disk a model source (``--model`` / ``SOURCE`` / ``--weights``) reads, which no
-    output may replace: every file of a saved model directory; a file and the ``config.json`` beside
-    it (a ``.safetensors`` file's saved config, or another model's). A registered name or a Hub
-    model has none."""
+    output may replace: a saved model directory's weights and config (other files there, e.g. an
+    earlier run's results, may be rewritten); a file and the ``config.json`` beside it (a
+    ``.safetensors`` file's saved config, or another model's). A registered name or a Hub model
+    has none."""
     if not source:
         return []
     path = source[len(LOCAL_DIR_PREFIX):] if source.startswith(LOCAL_DIR_PREFIX) else source
@@ -94,9 +95,7 @@ def model_files(flag: str, source: Optional[str]) -> List[Labelled]:
 
     named = f"{flag} {source}"
     if os.path.isdir(path):
-        files = [os.path.join(path, name) for name in sorted(os.listdir(path))]
-        files += [str(p) for p in saved_paths(path)]
-        return [(f"a file of the model {named}", f) for f in files if not os.path.isdir(f)]
+        return [(f"a file of the model {named}", str(f)) for f in saved_paths(path)]
     beside = [str(saved_paths(path)[1])] if path.endswith(".safetensors") else []
     beside.append(os.path.join(os.path.dirname(path), "config.json"))
     return [(named, path)] + [(f"the config.json beside {named}", f) for f in beside if os.path.isfile(f)]
