@@ -9,9 +9,7 @@ accumulators) and calls :func:`check_memory` first: over the budget it raises
 
 The budget is ``max_memory_gb`` where a predict takes it, else the environment variable
 ``HRFORMER_MAX_MEMORY_GB``, else :data:`DEFAULT_MAX_MEMORY_GB`. The estimates are of peak
-activations under ``torch.inference_mode`` and err on the high side (measured: HRFormer-T pose /
-classification ~300 B per input pixel against an estimate of ~440, HRFormer-T + OCR ~0.9-1.0 kB
-against ~1.2 kB: peak RSS of one forward pass at 768x768 on a 2-core AMD EPYC).
+activations under ``torch.inference_mode`` and err on the high side (:func:`floats_per_pixel`).
 """
 
 from __future__ import annotations
@@ -72,7 +70,9 @@ def floats_per_pixel(model: nn.Module) -> float:
     2: convolution, norm and activation), the stage-1 bottleneck (4 * ``stem_width`` at stride 4),
     per branch a block's input, output and FFN hidden maps and its attention logits (``heads *
     window^2`` per token), and the head: its stride-4 features and, for heads whose logits come at
-    the input's resolution (segmentation), two full-resolution copies of them.
+    the input's resolution (segmentation), two full-resolution copies of them. Measured peaks (RSS
+    of one pass at 768x768, inference mode) are 0.55-0.9x of this: HRFormer-T / S pose 299 / 355 B
+    per pixel against 504 / 628 estimated, T / S + OCR 906 / 1043 against 1167 / 1292.
     """
     config = getattr(model, "config", None)
     channels: Optional[Sequence[int]] = getattr(config, "channels", None)
@@ -86,11 +86,14 @@ def floats_per_pixel(model: nn.Module) -> float:
     for i, (c, h) in enumerate(zip(channels, heads)):
         floats += (c * (3 + 2 * mlp) + h * window * window) / (16 * 4**i)
     head = getattr(model, "head", None)
-    if head is not None:
-        features = getattr(head, "in_features", sum(channels)) + 4 * getattr(head, "num_features", 0)
-        outputs = getattr(head, "num_outputs", 0)
-        floats += features / 16
-        floats += 2 * outputs if getattr(head, "needs_output_size", False) else outputs / 16
+    if head is not None and getattr(head, "needs_output_size", False):
+        # Dense heads (segmentation): the concatenated maps and the head's features (OCR: pixels,
+        # context, their concatenation) at stride 4, then the logits at the input's resolution.
+        floats += (getattr(head, "in_features", sum(channels)) + 4 * getattr(head, "num_features", 0)) / 16
+        floats += 2 * getattr(head, "num_outputs", 0)
+    elif head is not None:
+        # Pose heatmaps, the classifier's per-branch blocks: about the maps they read, at stride 4.
+        floats += sum(channels) / 16
     return floats
 
 

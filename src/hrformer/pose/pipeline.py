@@ -173,8 +173,8 @@ def _box_sets(boxes: Any, n_images: int, batched: bool) -> List[Any]:
             raise InputError(f"boxes for {n_images} images: entry {flat[0]} is one flat box, not a set of boxes; "
                              + advice)
     else:
-        raise InputError(f"{n_images} images need one box set each, got one {tuple(boxes.shape)} set; " + advice
-                         if stacked else f"{n_images} images need one box set each; " + advice)
+        given = f", got one {tuple(boxes.shape)} set" if stacked else ""
+        raise InputError(f"{n_images} images need one box set each{given}; {advice}")
     if len(sets) != n_images:
         raise InputError(f"{len(sets)} box sets for {n_images} images: " + advice)
     return sets
