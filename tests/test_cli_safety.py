@@ -327,6 +327,8 @@ def test_json_floats_carry_float32_precision():
     back = torch.tensor([float32_precision(v) for v in values.tolist()], dtype=torch.float32)
     assert torch.equal(back, values)  # no float32 value changes
     assert json.loads(to_json([float("nan"), 3, "x"])) == [None, 3, "x"]
+    numpy = pytest.importorskip("numpy")
+    assert json.loads(to_json({"a": numpy.float32(0.95), "b": numpy.arange(2)})) == {"a": 0.95, "b": [0, 1]}
 
 
 def test_list_pretrained_gives_the_link_of_by_hand_weights(capsys):

@@ -7,7 +7,8 @@ over an input.
 * :func:`atomic_output`: every file goes to a temporary file in its directory and is renamed over
   the target once complete, so a failure (a full disk, Ctrl-C, an exception) never leaves a
   half-written file; the file gets the usual umask mode (``mkstemp`` alone would leave 0600);
-* :func:`write_json`: the one JSON writer (strict JSON, floats at float32's precision);
+* :func:`write_json`: the one JSON writer (strict JSON, floats at float32's precision), and
+  :func:`save_picture` the one picture writer;
 * :func:`read_image`: the one image reader, whose refusals (decompression bombs, truncated files)
   are one-line errors, read before any model is built.
 """
@@ -33,7 +34,6 @@ Labelled = Tuple[str, Optional[str]]
 
 _FLOAT32_MAX = 3.4028234663852886e38
 _DEFAULT_NAME_MAX = 255
-LOCAL_DIR_PREFIX = "local-dir:"
 
 
 # --------------------------------------------------------------------------- checks before any work
@@ -86,12 +86,13 @@ def model_files(flag: str, source: Optional[str]) -> List[Labelled]:
     earlier run's results, may be rewritten); a file and the ``config.json`` beside it (a
     ``.safetensors`` file's saved config, or another model's). A registered name or a Hub model
     has none."""
+    from ..weights.hub import LOCAL_DIR_PREFIX, saved_paths
+
     if not source:
         return []
     path = source[len(LOCAL_DIR_PREFIX):] if source.startswith(LOCAL_DIR_PREFIX) else source
     if not os.path.exists(path):
         return []
-    from ..weights.hub import saved_paths
 
     named = f"{flag} {source}"
     if os.path.isdir(path):
@@ -108,8 +109,9 @@ def check_no_overwrite(inputs: Sequence[Labelled], outputs: Sequence[Labelled]) 
     for i, (flag, path) in enumerate(given):
         for what, source in inputs:
             if source and same_file(path, source):
-                same = "" if os.path.abspath(path) == os.path.abspath(source) else f" ({source})"
-                fail(f"{flag} {path}: is {what}{same}; writing it would destroy the input: give another output name")
+                spelt_otherwise = "" if os.path.abspath(path) == os.path.abspath(source) else f" ({source})"
+                fail(f"{flag} {path}: is {what}{spelt_otherwise}; writing it would destroy the input: give another "
+                     "output name")
         for other_flag, other in given[:i]:
             if same_file(path, other):
                 fail(f"{other_flag} {other} and {flag} {path} are the same file: give each output its own name")
@@ -159,7 +161,7 @@ def float32_precision(x: float) -> float:
 
 
 def _finite(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, torch.Tensor) or type(obj).__module__ == "numpy":  # arrays and scalars (np.float32)
         obj = obj.tolist()
     if isinstance(obj, float):
         return float32_precision(obj) if math.isfinite(obj) else None
@@ -185,6 +187,13 @@ def write_json(obj: Any, path: str, flag: str = "--json") -> None:
     print(f"wrote {path}")
 
 
+def save_picture(picture: Any, path: str, flag: str) -> None:
+    """A PIL image into ``path`` atomically (the format from the extension), saying so."""
+    with atomic_output(path, flag) as tmp, user_errors(f"{flag} {path}"):
+        picture.save(tmp)
+    print(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- images
 def read_image(path: str) -> torch.Tensor:
     """The image file as :func:`hrformer.image.load_image` reads it, (3, H, W) float32 in [0, 1];
@@ -203,5 +212,5 @@ def read_image(path: str) -> torch.Tensor:
 
 __all__ = [
     "atomic_output", "check_no_overwrite", "check_output", "float32_precision", "model_files", "read_image",
-    "same_file", "to_json", "write_json",
+    "same_file", "save_picture", "to_json", "write_json",
 ]

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..pose import BBOX_FORMATS, DECODE_METHODS
 from .errors import IMAGE_SUFFIXES, UserError, check_device, check_input, fail, user_errors
-from .files import atomic_output, check_no_overwrite, check_output, model_files, read_image, to_json, write_json
+from .files import check_no_overwrite, check_output, model_files, read_image, save_picture, to_json, write_json
 from .resolve import add_image_and_model_arguments, load_model
 
 COCO_PERSON = 1  # COCO's category_id of a person, the only category top-down pose models take
@@ -151,10 +151,7 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size)
     report = {"image": str(args.image), "model": args.model, **result.to_dict()}
     if args.out:
-        picture = draw_pose(image, result, score_threshold=args.score_threshold)
-        with atomic_output(args.out, "--out") as tmp, user_errors(f"--out {args.out}"):
-            picture.save(tmp)
-        print(f"wrote {args.out}")
+        save_picture(draw_pose(image, result, score_threshold=args.score_threshold), args.out, "--out")
     if args.json:
         write_json(report, args.json)
     elif not args.out:

@@ -14,7 +14,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence
 
 from .errors import IMAGE_SUFFIXES, check_device, check_fraction, check_input, fail, user_errors
-from .files import atomic_output, check_no_overwrite, check_output, model_files, read_image, write_json
+from .files import check_no_overwrite, check_output, model_files, read_image, save_picture, write_json
 from .resolve import add_image_and_model_arguments, load_model
 
 
@@ -37,12 +37,6 @@ def _rgb_picture(picture: Any) -> Any:
 
     h, w = picture.shape[-2:]
     return Image.frombytes("RGB", (w, h), bytes(picture.permute(1, 2, 0).contiguous().flatten().tolist()))
-
-
-def _save_picture(picture: Any, path: str, flag: str) -> None:
-    with atomic_output(path, flag) as tmp, user_errors(f"{flag} {path}"):
-        picture.save(tmp)
-    print(f"wrote {path}")
 
 
 def legend(result: Any) -> List[Dict[str, Any]]:
@@ -108,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
                          stride=tuple(args.stride) if args.stride else None)
     labels = result.labels.cpu()
     if args.out:
-        _save_picture(_rgb_picture(overlay(image, labels, result.palette, alpha=args.alpha)), args.out, "--out")
+        save_picture(_rgb_picture(overlay(image, labels, result.palette, alpha=args.alpha)), args.out, "--out")
     if args.labels:
-        _save_picture(_label_picture(labels), args.labels, "--labels")
+        save_picture(_label_picture(labels), args.labels, "--labels")
     rows = legend(result)
     if args.json:
         report = {"image": str(args.image), "model": args.model, "image_size": list(labels.shape),
