@@ -66,13 +66,15 @@ def machine(device: Any) -> Dict[str, Any]:
 
 def format_table(metrics: Dict[str, Any], class_names: Optional[List[str]] = None) -> str:
     """The metrics as an aligned two-column table, in percent (per-class IoU after the summary)."""
-    rows = [(name, f"{100 * value:.2f}") for name, value in metrics.items() if isinstance(value, float)]
+    # COCOeval's -1: no ground truth in that area range
+    rows = [(name, "n/a" if value < 0 else f"{100 * value:.2f}") for name, value in metrics.items()
+            if isinstance(value, float)]
     if class_names is not None and isinstance(metrics.get("IoU"), list):
         rows.append(("", ""))
         for name, iou in zip(class_names, metrics["IoU"]):
             rows.append((f"IoU {name}", "nan" if iou != iou else f"{100 * iou:.2f}"))
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>6}" for name, value in rows)
+    return "\n".join(f"{name:<{width}}  {value:>7}" for name, value in rows)
 
 
 def _segmentation_dataset(args: argparse.Namespace, model: Any) -> Any:
