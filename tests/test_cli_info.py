@@ -35,7 +35,6 @@ def test_info_unknown_model_is_a_clear_error(capsys):
 import pytest  # noqa: E402
 
 import hrformer  # noqa: E402
-from hrformer.factory import build_model  # noqa: E402
 from hrformer.profiling import count_params, paper_pose_gflops, profile  # noqa: E402
 from hrformer.published import MEASURED  # noqa: E402
 
@@ -59,7 +58,7 @@ def test_info_constants_equal_the_original_codes_counts():
     pytest.param("hrformer_b", marks=pytest.mark.slow),
 ])
 def test_info_constants_are_what_profiling_measures(name):
-    cls, pose = build_model(name), build_model(name, head="pose")
+    cls, pose = hrformer.create_model(name), hrformer.create_model(name, head="pose")
     measured = {
         "cls_params": count_params(cls), "cls_macs_224": profile(cls, (224, 224)).macs,
         "pose_params": count_params(pose),
@@ -72,7 +71,7 @@ def test_info_constants_are_what_profiling_measures(name):
 
 @pytest.mark.slow
 def test_info_constant_t_pose_384x288():
-    pose = build_model("hrformer_t", head="pose")
+    pose = hrformer.create_model("hrformer_t", head="pose")
     assert MEASURED["hrformer_t"]["pose_paper_macs_384x288"] == round(paper_pose_gflops(pose, (384, 288)) * 1e9)
 
 
