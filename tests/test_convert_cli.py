@@ -91,11 +91,19 @@ MALFORMED = {
 }
 
 
+@pytest.fixture(scope="module")
+def official_cls():
+    return original_state_dict("official_cls_hrt_tiny")
+
+
 @pytest.mark.parametrize("malformation", MALFORMED)
-def test_malformed_original_checkpoints_are_one_line_errors(malformation, tmp_path, capsys):
+def test_malformed_original_checkpoints_are_one_line_errors(malformation, official_cls, tmp_path, capsys):
     src = tmp_path / "broken.pth"
-    torch.save(MALFORMED[malformation](original_state_dict("official_cls_hrt_tiny")), src)
-    for argv in (["convert", src, tmp_path / "out"], ["export", src, tmp_path / "x.onnx", "--no-verify"]):
+    torch.save(MALFORMED[malformation](official_cls), src)
+    commands = [["convert", src, tmp_path / "out"]]
+    if malformation == "no stem":  # export reads checkpoints through the same reader: one case suffices
+        commands.append(["export", src, tmp_path / "x.onnx", "--no-verify"])
+    for argv in commands:
         assert main([str(a) for a in argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and "broken.pth" in err, err
