@@ -251,6 +251,12 @@ def test_original_layout_with_other_semantics_warns(tmp_path, caplog):
     assert "upsample_mode='nearest' (model: 'bilinear')" in caplog.text
 
 
-def test_pretrained_path_that_does_not_exist():
-    with pytest.raises(FileNotFoundError, match="choose published weights with the name's tag"):
+def test_pretrained_takes_a_tag_or_an_existing_path(monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"nor a tag of hrformer_t \(tags: in1k\)"):
+        hrformer.create_model("hrformer_t", pretrained="no_such_file.pth")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsUnavailableError, match="hrformer_t.in1k"):  # the tag's weights, as hrformer_t.in1k
         hrformer.create_model("hrformer_t", pretrained="in1k")
+    with pytest.raises(ValueError, match="two tags"):
+        hrformer.create_model("hrformer_s.in1k", pretrained="coco_256x192")

@@ -1,38 +1,39 @@
-"""One resolver for every command: the text a user gives for a model -> the model.
+"""The text a user gives for a model -> the model, through the package's one build pipeline
+(:func:`hrformer.factory.build_model`); nothing here reads weights or configs itself.
 
-``SOURCE`` (``--model`` of ``pose`` / ``segment``, the positional of ``export`` / ``info``) is
+``SOURCE`` (``--model`` of ``pose`` / ``segment`` / ``classify``, the positional of ``export`` /
+``info``) is
 
-* a registered architecture, ``hrformer_s``: built untrained (``pose`` / ``segment`` refuse it
-  without ``--weights``; ``export`` warns);
+* a registered architecture, ``hrformer_s``: built untrained (the task commands refuse it without
+  ``--weights``; ``export`` warns);
 * ``arch.tag``, ``hrformer_s.coco_256x192``: the tag's model with its published weights;
-* a directory or ``.safetensors`` file written by ``save_pretrained`` (``config.json`` inside /
-  beside it), or ``local-dir:PATH``: :func:`hrformer.from_pretrained`;
+* a directory or ``.safetensors`` file written by ``save_pretrained``, or ``local-dir:PATH``: the
+  saved model, as saved;
 * ``hf-hub:org/name[@revision]``: a model pushed with ``push_to_hub``;
 * an original checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` in the official or
   mmpose layout): architecture, head and semantics read from the tensors.
 
 ``--weights FILE`` with an architecture or tag: FILE is any of the files above, or a state dict in
-hrformer's own layout without ``config.json`` (then the architecture comes from SOURCE and the head
-from the file's tensors). Files load through :func:`hrformer.factory.model_from_checkpoint`, the
-package's one loading path.
+hrformer's own layout (then the architecture comes from SOURCE and the head from the file).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 from torch import nn
 
-from .errors import UserError, fail, one_line, user_errors
+from .errors import UserError, check_input, fail, user_errors
 
 if TYPE_CHECKING:
     import argparse
 
+    from ..factory import Built
     from ..weights import Checkpoint
+
 
 def add_image_and_model_arguments(p: "argparse.ArgumentParser", weights_kind: str) -> None:
     """The arguments every image command reads its input and model from: ``image``, ``--model``
@@ -47,7 +48,7 @@ def add_image_and_model_arguments(p: "argparse.ArgumentParser", weights_kind: st
 
 DEFAULT_HEAD = "default"
 SAVED_PREFIXES = ("hf-hub:", "local-dir:")
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".safetensors")
 
 
 @dataclass
@@ -60,101 +61,40 @@ class Resolved:
     untrained_head: bool = False
 
 
-def _head_kwargs(head: Any) -> Dict[str, Any]:
-    return {} if head == DEFAULT_HEAD else {"head": head}
-
-
-def _saved_config(path: Path) -> Optional[Dict[str, Any]]:
-    """The hrformer ``config.json`` of a saved model (directory or ``.safetensors``), or None."""
-    config = path / "config.json" if path.is_dir() else path.parent / "config.json"
-    if path.is_file() and path.suffix != ".safetensors" or not config.is_file():
-        return None
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError) as e:
-        fail(f"{config}: unreadable config.json ({one_line(str(e))})")
-    if not isinstance(data, dict) or not {"config", "model_kwargs"} <= set(data):
-        return None  # someone else's config.json (e.g. a Hugging Face transformers model)
-    return data
+def looks_like_path(text: str) -> bool:
+    """Whether a SOURCE that does not exist was meant as a file (not a model name)."""
+    return (os.sep in text or "/" in text or text.startswith((".", "~"))
+            or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES + (".json",))
 
 
 def read_weights_file(path: str) -> "Checkpoint":
-    """A checkpoint file read once, in our key names, with its layout (any mistake a user error)."""
+    """A checkpoint file or saved folder read once, in our key names, with its layout."""
     from ..weights import read_weights
 
+    check_input(path, "checkpoint")
     with user_errors(path):
         return read_weights(path)
 
 
-def _check_saved_architecture(saved: Mapping[str, Any], arch_name: str, path: str) -> None:
-    """A saved model named with ``--model ARCH --weights DIR`` must be that architecture."""
-    from ..factory import get_model_entry, split_model_name
-
-    held = str(saved.get("architecture") or "")
-    arch = split_model_name(arch_name)[0]
-    channels = tuple(saved.get("config", {}).get("channels") or ())
-    expected = tuple(get_model_entry(arch).config.channels)
-    if held and split_model_name(held)[0] != arch or channels and channels != expected:
-        what = held or "a model with channels " + "/".join(map(str, channels))
-        fail(f"{path} holds {'a ' + held + ' model' if held else what} (its config.json), not {arch_name}")
+def _resolved(built: "Built", description: str) -> Resolved:
+    return Resolved(built.model.eval(), description, built.weights is not None,
+                    built.weights is not None and not built.head_trained)
 
 
-def _architecture(name: str) -> Tuple[str, str]:
-    from ..factory import get_model_entry, split_model_name
-
-    arch, tag = split_model_name(name)
-    with user_errors(""):
-        get_model_entry(arch)
-        if tag:
-            from ..weights import get_pretrained_cfg
-
-            get_pretrained_cfg(arch, tag)
-    return arch, tag
+def _head_kwargs(head: Any) -> dict:
+    return {} if head == DEFAULT_HEAD else {"head": head}
 
 
-def load_file(path: str, arch_name: Optional[str] = None, head: Any = DEFAULT_HEAD,
-              name_hint: str = "hrformer_t") -> Resolved:
-    """A model from a file or directory (``arch_name``: the architecture or tag it belongs to)."""
-    import hrformer
+def model_from_file(checkpoint: "Checkpoint", arch_name: Optional[str] = None, head: Any = DEFAULT_HEAD) -> Resolved:
+    """The model a checkpoint (read with :func:`read_weights_file`) holds, loaded."""
+    from ..factory import build_model
 
-    local = Path(path)
-    saved = _saved_config(local)
-    if local.is_dir() and saved is None:
-        fail(f"{path}: a directory without an hrformer config.json, not a model saved by hrformer.save_pretrained")
-    if saved is not None:
-        held = str(saved.get("architecture") or "")
-        if arch_name:
-            _check_saved_architecture(saved, arch_name, path)
-        with user_errors(path):
-            model = hrformer.from_pretrained(path, **_head_kwargs(head))
-        untrained_head = head != DEFAULT_HEAD and head != saved.get("model_kwargs", {}).get("head")
-        return Resolved(model, f"{path} (saved {held or 'model'})", True, untrained_head)
-    return model_from_file(read_weights_file(path), arch_name, head, name_hint)
-
-
-def model_from_file(checkpoint: "Checkpoint", arch_name: Optional[str] = None, head: Any = DEFAULT_HEAD,
-                    name_hint: str = "hrformer_t") -> Resolved:
-    """The model a checkpoint file holds, through the package's one loading path: the head (and for
-    an original layout the architecture and semantics) from the file, unless ``head`` names another
-    (then the head is untrained)."""
-    from ..factory import model_from_checkpoint
-
-    path = checkpoint.source
-    if checkpoint.layout == "hrformer" and not arch_name:
-        fail(f"{path}: weights in hrformer's layout without a config.json beside them; name the architecture "
-             f"they belong to (e.g. --model {name_hint} --weights {path})")
-    if arch_name:
-        _architecture(arch_name)
-    with user_errors(path):
-        model = model_from_checkpoint(checkpoint, arch_name, **_head_kwargs(head))
-    held = checkpoint.implied.get("head")
-    what = f"{arch_name} + {path}" if checkpoint.layout == "hrformer" else f"{path} ({checkpoint.layout} checkpoint)"
-    return Resolved(model, what, True, head not in (DEFAULT_HEAD, held))
-
-
-def looks_like_path(text: str) -> bool:
-    return (os.sep in text or "/" in text or text.startswith((".", "~"))
-            or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES + (".json",))
+    with user_errors(checkpoint.source):
+        built = build_model(arch_name, checkpoint=checkpoint, **_head_kwargs(head))
+    what = (f"{checkpoint.source} (saved model)" if checkpoint.saved is not None
+            else f"{arch_name} + {checkpoint.source}" if checkpoint.layout == "hrformer"
+            else f"{checkpoint.source} ({checkpoint.layout} checkpoint)")
+    return _resolved(built, what)
 
 
 def load_model(
@@ -166,51 +106,47 @@ def load_model(
     source_flag: str = "",
 ) -> Resolved:
     """Resolve ``source`` (+ ``--weights``) as the module docstring says; ``task`` ("pose",
-    "segmentation") refuses untrained models and models whose head is for another task.
-
-    Raises :class:`UserError` for every mistake a user can make.
-    """
-    import hrformer
+    "segmentation", "classification") refuses untrained models and models whose head is for
+    another task. Raises :class:`UserError` for every mistake a user can make."""
+    from ..factory import build_model, get_model_entry, split_model_name
 
     what = f"{source_flag} {source}".strip()
     if weights is not None:
         if os.path.exists(source) or source.startswith(SAVED_PREFIXES):
             fail(f"{what} is already a saved model or checkpoint: give it alone, without --weights")
-        if not os.path.exists(weights):
-            fail(f"--weights {weights}: no such file or directory")
-        _architecture(source)
-        resolved = load_file(weights, source, head, name_hint=source)
+        check_input(weights, "--weights")
+        with user_errors(what):
+            get_model_entry(source)  # a misspelt name fails before the file is read
+        resolved = model_from_file(read_weights_file(weights), source, head)
     elif source.startswith(SAVED_PREFIXES):
         with user_errors(what):
-            model = hrformer.create_model(source, pretrained=True, **_head_kwargs(head))
-        resolved = Resolved(model, source, True, head != DEFAULT_HEAD)
+            resolved = _resolved(build_model(source, True, **_head_kwargs(head)), source)
     elif os.path.exists(source):
-        if not os.access(source, os.R_OK):
-            fail(f"{what}: not readable (permission denied)")
-        resolved = load_file(source, None, head)
+        check_input(source, what)
+        resolved = model_from_file(read_weights_file(source), None, head)
     elif looks_like_path(source):
         fail(f"{what}: no such file or directory (a Hub repository is named hf-hub:org/name; a registered "
              "model hrformer_t or hrformer_s.coco_256x192: see hrformer list)")
     else:
-        arch, tag = _architecture(source)
+        tag = split_model_name(source)[1]
         if not tag and task is not None:
-            kind = "'hrformer_*coco*'" if task == "pose" else "'*_ocr'"
+            with user_errors(what):
+                get_model_entry(source)  # an unknown name: suggestions first
+            kind = {"pose": "'hrformer_*coco*'", "segmentation": "'*_ocr'"}.get(task, "'*in1k*'")
             fail(f"{what}: a bare architecture has no {task} weights; name a tag (hrformer list --pretrained "
                  f"{kind}) or give --weights FILE")
         with user_errors(what):
-            model = hrformer.create_model(source, pretrained=bool(tag), **_head_kwargs(head))
-        tag_head = getattr(getattr(model, "pretrained_cfg", None), "model_kwargs", {}).get("head") if tag else None
-        resolved = Resolved(model.eval(), source if tag else f"{source} (untrained)", bool(tag),
-                            bool(tag) and head != DEFAULT_HEAD and head != tag_head)
+            built = build_model(source, bool(tag), **_head_kwargs(head))
+        resolved = _resolved(built, source if tag else f"{source} (untrained)")
     if task is not None:
         from ..inference import check_model
 
         with user_errors(what):
-            check_model(resolved.model.eval(), task)
+            check_model(resolved.model, task)
         if resolved.untrained_head:
             fail(f"{what}: its head is not trained for {task}")
     return resolved
 
 
-__all__ = ["CHECKPOINT_SUFFIXES", "DEFAULT_HEAD", "Resolved", "UserError", "load_file", "looks_like_path",
-           "load_model", "model_from_file", "read_weights_file"]
+__all__ = ["CHECKPOINT_SUFFIXES", "DEFAULT_HEAD", "Resolved", "UserError", "add_image_and_model_arguments",
+           "load_model", "looks_like_path", "model_from_file", "read_weights_file"]

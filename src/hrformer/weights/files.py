@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Union
 
 import torch
 
-from ..errors import CheckpointError, CheckpointLayoutError, CheckpointReadError
+from ..errors import CheckpointLayoutError, CheckpointReadError
 
 StateDict = Dict[str, torch.Tensor]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -139,5 +139,21 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
     for prefix in _STRIP_PREFIXES:
         if all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix):]: v for k, v in sd.items()}
+    for key, tensor in sd.items():
+        _check_storage(key, tensor)
     return sd
+
+
+def _check_storage(key: str, tensor: torch.Tensor) -> None:
+    """Refuse a tensor that claims more elements than its file stores (zero or overlapping strides):
+    a few bytes on disk that any copy would expand to gigabytes. Trained weights never look so."""
+    if tensor.numel() <= 1 or tensor.layout != torch.strided:
+        return
+    span = 1 + sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+    if span < tensor.numel():
+        raise CheckpointReadError(
+            f"{key}: shape {tuple(tensor.shape)} ({tensor.numel():,} elements) stored in {span:,} (zero or "
+            "overlapping strides); copying it would allocate "
+            f"{tensor.numel() * tensor.element_size() / 2**30:.1f} GiB. Not a saved weight: refused"
+        )
 

@@ -14,11 +14,11 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
-from ..errors import InputError, WeightsUnavailableError
+from ..errors import CheckpointLayoutError, CheckpointReadError, ConfigError, InputError, WeightsUnavailableError
 from .files import PathLike
 
 WEIGHTS_NAME = "model.safetensors"
@@ -129,6 +129,16 @@ def hash_prefix_in_name(filename: str) -> Optional[str]:
     return m[1] if m else None
 
 
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> str:
     """Local path of an original checkpoint, downloaded once into ``cache_dir`` (default
     ``<torch hub dir>/checkpoints``) with a progress bar and, when the file name carries a hash
@@ -136,12 +146,17 @@ def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool 
     filename = os.path.basename(urllib.parse.urlparse(url).path)
     directory = os.fspath(cache_dir) if cache_dir is not None else os.path.join(torch.hub.get_dir(), "checkpoints")
     path = os.path.join(directory, filename)
+    expected = hash_prefix_in_name(filename)
     if os.path.isfile(path):
+        if expected and not _sha256(path).startswith(expected):
+            raise WeightsUnavailableError(
+                f"{path}: the cached download does not match the sha256 its name promises ({expected}...): damaged "
+                "or replaced. Delete it to download it again."
+            )
         return path
     if is_offline():
         raise WeightsUnavailableError(f"{url}: not downloaded yet ({path}), and offline mode is on (HF_HUB_OFFLINE=1)")
     os.makedirs(directory, exist_ok=True)
-    expected = hash_prefix_in_name(filename)
     try:
         torch.hub.download_url_to_file(url, path, hash_prefix=expected, progress=progress)
     except RuntimeError as e:
@@ -156,6 +171,13 @@ def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool 
 
 
 # --------------------------------------------------------------------------- our format
+# Each weights file carries its own model config in its safetensors metadata, and config.json (the
+# Hub's convention, what users edit) names the weights file it describes: two saves into one folder
+# can never share, and silently swap, a config.
+CONFIG_METADATA_KEY = "hrformer_config"
+_NO_FILE = object()
+
+
 def saved_paths(path: PathLike) -> Tuple[Path, Path]:
     """(weights, config) of a saved model: ``dir/model.safetensors`` + ``dir/config.json``, or a
     ``*.safetensors`` file with the ``config.json`` beside it."""
@@ -165,26 +187,123 @@ def saved_paths(path: PathLike) -> Tuple[Path, Path]:
     return path / WEIGHTS_NAME, path / CONFIG_NAME
 
 
-def write_saved(path: PathLike, tensors: Dict[str, torch.Tensor], config: Dict[str, Any]) -> Tuple[Path, Path]:
-    """Write ``model.safetensors`` and ``config.json`` (see :func:`saved_paths`); returns both paths."""
+def _atomic_writes(files: Dict[Path, Callable[[str], None]]) -> None:
+    """Write every file to a temporary sibling first and rename them into place only when all were
+    written: a failure leaves the previous files (or none) untouched, never a mix of old and new.
+    New files get the mode the umask gives (``mkstemp`` would leave them 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    temps: Dict[Path, str] = {}
+    try:
+        for target, write in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temps[target] = tmp
+            write(tmp)
+            os.chmod(tmp, 0o666 & ~umask)
+        for target, tmp in temps.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def write_saved(path: PathLike, tensors: Dict[str, torch.Tensor], config: Dict[str, Any]
+                ) -> Tuple[Path, Optional[Path]]:
+    """Write the weights (``config`` in their metadata) and ``config.json`` (see :func:`saved_paths`),
+    atomically as a unit; returns both paths. A ``*.safetensors`` file saved beside a ``config.json``
+    that describes another weights file leaves that file alone (the config path returned is None)."""
     from safetensors.torch import save_file
 
+    if not os.fspath(path).strip():
+        raise InputError("save_pretrained: empty path; give a directory (or a .safetensors file) to write into")
     weights, config_path = saved_paths(path)
+    if weights.is_dir() or config_path.parent.exists() and not config_path.parent.is_dir():
+        raise InputError(f"save_pretrained({os.fspath(path)!r}): {weights} is a directory, or its folder is a file")
     weights.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights), metadata={"format": "pt"})
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-    return weights, config_path
+    text = json.dumps({**config, "weights_file": weights.name}, indent=2) + "\n"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    files: Dict[Path, Callable[[str], None]] = {
+        weights: lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", CONFIG_METADATA_KEY: text})}
+    owner = _config_owner(config_path)
+    if weights.name == WEIGHTS_NAME or owner in (_NO_FILE, weights.name):
+        files[config_path] = lambda tmp: Path(tmp).write_text(text)
+    _atomic_writes(files)
+    return weights, (config_path if config_path in files else None)
+
+
+def _config_owner(config_path: Path) -> Any:
+    """The weights file name an existing ``config.json`` says it describes: ``None`` when it does not
+    say (written before configs named their weights), ``""`` when unreadable, ``_NO_FILE`` when absent."""
+    if not config_path.is_file():
+        return _NO_FILE
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return ""
+    return data.get("weights_file") if isinstance(data, dict) else ""
+
+
+def embedded_config(weights: PathLike) -> Optional[Dict[str, Any]]:
+    """The model config a ``.safetensors`` file written by :func:`write_saved` carries, else None."""
+    if Path(weights).suffix != ".safetensors" or not Path(weights).is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(weights), framework="pt") as f:
+            text = (f.metadata() or {}).get(CONFIG_METADATA_KEY)
+    except Exception as e:  # safetensors raises its own error types for damaged headers
+        raise CheckpointReadError(f"{weights}: corrupt or truncated safetensors file ({e})") from e
+    return None if text is None else parse_config(text, f"{weights} (its metadata)")
+
+
+def saved_config(weights: PathLike) -> Optional[Dict[str, Any]]:
+    """The config of saved weights: the ``config.json`` beside them when it describes this file (it
+    names it, or names none), else the one the file carries; None for weights that are no saved
+    model (a bare state dict, an original checkpoint)."""
+    weights = Path(weights)
+    config_path = weights.parent / CONFIG_NAME
+    owner = _config_owner(config_path) if weights.suffix == ".safetensors" else _NO_FILE
+    if owner is None or owner == weights.name:
+        try:
+            return read_config(config_path)
+        except ConfigError:
+            if owner == weights.name:
+                raise
+            # someone else's config.json (e.g. a transformers model): the file's own, if any
+    found = embedded_config(weights)
+    if found is None and owner not in (_NO_FILE, None, ""):
+        raise CheckpointLayoutError(
+            f"{weights}: carries no config, and the {config_path} beside it describes {owner}, not this file")
+    return found
+
+
+def parse_config(text: str, source: str) -> Dict[str, Any]:
+    """A saved model config (``config.json`` text), checked for the entries a model needs; ``source``
+    (where it was read, for messages) is added under the key ``"source"``."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{source}: not valid JSON ({e})") from e
+    if not isinstance(data, dict) or not {"config", "model_kwargs"} <= set(data):
+        raise ConfigError(f"{source}: not an hrformer config.json (needs 'config' and 'model_kwargs')")
+    for key in ("config", "model_kwargs"):
+        if not isinstance(data[key], dict):
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {type(data[key]).__name__}")
+    if data.get("pretrained_cfg") is not None and not isinstance(data["pretrained_cfg"], dict):
+        raise ConfigError(f"{source}: 'pretrained_cfg' must be a mapping or null")
+    return {**data, "source": source}
 
 
 def read_config(path: PathLike) -> Dict[str, Any]:
     """A ``config.json`` written by :func:`save_pretrained`."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise WeightsUnavailableError(f"{path}: cannot read the model config ({e})") from None
-    if not isinstance(data, dict) or not {"config", "model_kwargs"} <= set(data):
-        raise WeightsUnavailableError(f"{path}: not an hrformer config.json (needs 'config' and 'model_kwargs')")
-    return data
+        text = Path(path).read_text()
+    except OSError as e:
+        raise WeightsUnavailableError(f"{path}: cannot read the model config ({e})") from e
+    return parse_config(text, os.fspath(path))
 
 
 def looks_local(text: str) -> bool:
@@ -198,10 +317,10 @@ def looks_local(text: str) -> bool:
 
 def resolve_saved(
     source: PathLike, revision: Optional[str] = None, cache_dir: Optional[PathLike] = None, weights: bool = True
-) -> Tuple[Optional[str], str]:
-    """(weights path or ``None`` when ``weights=False``, config path) of a saved model: a local
-    directory or ``.safetensors`` file (``local-dir:`` prefix optional), else a Hub repository
-    (``hf-hub:org/name[@revision]``, prefix optional)."""
+) -> Tuple[Optional[str], Dict[str, Any]]:
+    """(weights path, or ``None`` when ``weights=False``; the saved config) of a model written by
+    :func:`write_saved`: a local directory or ``.safetensors`` file (``local-dir:`` prefix optional),
+    else a Hub repository (``hf-hub:org/name[@revision]``, prefix optional)."""
     text = os.fspath(source)
     if not text.startswith((LOCAL_DIR_PREFIX, HF_HUB_PREFIX)) and not os.path.exists(text) and looks_local(text):
         raise FileNotFoundError(
@@ -210,23 +329,32 @@ def resolve_saved(
     if text.startswith(LOCAL_DIR_PREFIX) or os.path.exists(text):
         local = Path(text[len(LOCAL_DIR_PREFIX):] if text.startswith(LOCAL_DIR_PREFIX) else text)
         local_weights, local_config = saved_paths(local)
-        for p in [local_config] + ([local_weights] if weights else []):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p} not found: {local} is not a model saved by hrformer.save_pretrained")
-        return (str(local_weights) if weights else None), str(local_config)
+        if weights or local_weights.is_file():
+            if not local_weights.is_file():
+                raise FileNotFoundError(f"{local_weights} not found: {local} is not a model saved by "
+                                        "hrformer.save_pretrained")
+            config = saved_config(local_weights)
+        else:
+            config = read_config(local_config) if local_config.is_file() else None
+        if config is None:
+            raise FileNotFoundError(f"{local_config} not found, and {local_weights.name} carries no config: {local} "
+                                    "is not a model saved by hrformer.save_pretrained")
+        return (str(local_weights) if weights else None), config
     repo_id, pinned = split_hub_id(text)
     if pinned and revision and pinned != revision:
         raise InputError(f"two revisions given for {repo_id}: {pinned!r} in the name and revision={revision!r}")
     revision = pinned or revision
     try:
-        config_path = download_hub_file(repo_id, CONFIG_NAME, revision, cache_dir)
         weights_path = download_hub_file(repo_id, WEIGHTS_NAME, revision, cache_dir) if weights else None
+        config = embedded_config(weights_path) if weights_path else None
+        if config is None:
+            config = read_config(download_hub_file(repo_id, CONFIG_NAME, revision, cache_dir))
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(
             f"{e}. To load a model saved with hrformer.save_pretrained from disk instead, pass its "
             "directory: hrformer.from_pretrained('path/to/dir') or create_model('local-dir:path/to/dir')."
-        ) from None
-    return weights_path, config_path
+        ) from e
+    return weights_path, config
 
 
 def _model_card(repo_id: str, config: Dict[str, Any], task: str) -> str:

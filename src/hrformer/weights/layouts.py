@@ -28,20 +28,43 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from ..config import ARCHS, HRFormerConfig
+from ..errors import ConfigError
 from .files import CheckpointLayoutError, StateDict, read_checkpoint, unwrap_state_dict
 
-__all__ = ["LAYOUTS", "LAYOUT_CHANNEL_ORDER", "convert_original", "detect_layout", "infer_model_kwargs",
-           "rename_original_key"]
+__all__ = ["LAYOUTS", "LAYOUT_SEMANTICS", "LayoutSemantics", "convert_original", "detect_layout",
+           "infer_model_kwargs", "rename_original_key"]
 
-LAYOUTS = ("official_cls", "official_pose", "official_seg", "mmpose", "hrformer")
-# The channel order each original code feeds its network where it is not RGB: the official
-# segmentation data loader reads images with cv2 (BGR) and normalises them in that order.
-LAYOUT_CHANNEL_ORDER = {"official_seg": "BGR"}
+
+@dataclass(frozen=True)
+class LayoutSemantics:
+    """How one original code path computes (the table in the module docstring): whether it adds the
+    relative position bias (when the table exists), its fusion upsampling, and the channel order its
+    data loader feeds (the official segmentation loader reads images with cv2: BGR)."""
+
+    rel_pos_bias: bool
+    upsample_mode: str
+    channel_order: str = "RGB"
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        """The ``create_model`` keyword arguments these semantics set."""
+        return {"rel_pos_bias": self.rel_pos_bias, "upsample_mode": self.upsample_mode}
+
+
+# The one source of truth of the original code paths' semantics (the registry's tags use it too).
+LAYOUT_SEMANTICS: Dict[str, LayoutSemantics] = {
+    "official_cls": LayoutSemantics(rel_pos_bias=True, upsample_mode="nearest"),
+    "official_pose": LayoutSemantics(rel_pos_bias=False, upsample_mode="bilinear"),
+    "official_seg": LayoutSemantics(rel_pos_bias=True, upsample_mode="nearest", channel_order="BGR"),
+    "mmpose": LayoutSemantics(rel_pos_bias=True, upsample_mode="bilinear"),
+}
+LAYOUTS = (*LAYOUT_SEMANTICS, "hrformer")
+LAYOUT_CHANNEL_ORDER = {name: sem.channel_order for name, sem in LAYOUT_SEMANTICS.items() if sem.channel_order != "RGB"}
 
 # The official segmentation net's head modules (seg/lib/models/nets/hrt.py), all present in its files.
 _SEG_HEAD_PREFIXES = ("conv3x3.", "aux_head.", "ocr_distri_head.", "cls_head.")
@@ -176,39 +199,55 @@ def _count(keys: List[str], pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def _tensor(sd: Mapping[str, torch.Tensor], key: str, dims: int) -> torch.Tensor:
+    """``sd[key]`` with ``dims`` dimensions, each at least 1, or a :class:`CheckpointLayoutError`."""
+    value = sd.get(key)
+    if value is None:
+        raise CheckpointLayoutError(
+            f"cannot infer the architecture: missing {key} (only HRFormer transformer-block checkpoints with 4 "
+            "branches are supported)")
+    if value.dim() != dims or 0 in value.shape:
+        raise CheckpointLayoutError(f"{key}: shape {tuple(value.shape)}, expected {dims} non-empty dimensions")
+    return value
+
+
 def infer_model_kwargs(sd: Mapping[str, torch.Tensor], layout: str) -> Dict[str, Any]:
     """``create_model`` keyword arguments (``name`` included) that fit an original-layout state dict
-    (with ``backbone.`` stripped)."""
+    (with ``backbone.`` stripped): the architecture read from the tensor shapes (``name`` the
+    registered one of the same widths, plus the fields that differ from it), the head, the last
+    stage's outputs and the layout's semantics (:data:`LAYOUT_SEMANTICS`)."""
     keys = list(sd)
-    try:
-        channels = tuple(int(sd[f"stage4.0.branches.{b}.0.norm1.weight"].shape[0]) for b in range(4))
-    except KeyError:
-        raise CheckpointLayoutError(
-            "cannot infer the architecture: missing stage4.0.branches.{0..3}.0.norm1.weight "
-            "(only HRFormer transformer-block checkpoints with 4 branches are supported)"
-        ) from None
+    channels = tuple(int(_tensor(sd, f"stage4.0.branches.{b}.0.norm1.weight", 1).shape[0]) for b in range(4))
     modules = (1,) + tuple(_count(keys, rf"stage{s}\.(\d+)\.") for s in (2, 3, 4))
     blocks = _count(keys, r"stage2\.0\.branches\.0\.(\d+)\.")
     stage1_blocks = _count(keys, r"layer1\.(\d+)\.")
     ffn_key = "mlp" if layout != "mmpose" else "ffn"
-    hidden = sd[f"stage2.0.branches.0.0.{ffn_key}.fc1.weight"].shape[0]
+    hidden = _tensor(sd, f"stage2.0.branches.0.0.{ffn_key}.fc1.weight", 4).shape[0]
     mlp_ratio = hidden / channels[0]
     ffn_dw = f"stage2.0.branches.0.0.{ffn_key}.dw3x3.weight" in sd
-    stem_width = int(sd["conv1.weight"].shape[0])
+    stem_width = int(_tensor(sd, "conv1.weight", 4).shape[0])
     tables = [f"stage4.0.branches.{b}.0.attn.attn.relative_position_bias_table" for b in range(4)]
     has_table = all(t in sd for t in tables)
     arch = next((n for n, c in ARCHS.items() if c.channels == channels), None)
     if has_table:
-        heads = tuple(int(sd[t].shape[1]) for t in tables)
-        window = int(round(math.sqrt(sd[tables[0]].shape[0]))) // 2 + 1
+        shapes = [tuple(_tensor(sd, t, 2).shape) for t in tables]
+        heads = tuple(shape[1] for shape in shapes)
+        side = math.isqrt(shapes[0][0])
+        if side * side != shapes[0][0] or side % 2 == 0 or any(shape[0] != shapes[0][0] for shape in shapes):
+            raise CheckpointLayoutError(
+                f"relative position bias tables of shapes {shapes}: not (2K-1)**2 rows for one window size K")
+        window = side // 2 + 1
     else:
         base = ARCHS[arch] if arch else None
         heads = base.heads if base else tuple(max(1, c // 32) for c in channels)
         window = 7
-    config = HRFormerConfig(
-        channels=channels, heads=heads, modules=modules, blocks=blocks, mlp_ratio=mlp_ratio, window_size=window,
-        stem_width=stem_width, stage1_blocks=stage1_blocks, ffn_dw=ffn_dw,
-    )
+    try:
+        config = HRFormerConfig(
+            channels=channels, heads=heads, modules=modules, blocks=blocks, mlp_ratio=mlp_ratio, window_size=window,
+            stem_width=stem_width, stage1_blocks=stage1_blocks, ffn_dw=ffn_dw,
+        )
+    except ConfigError as e:
+        raise CheckpointLayoutError(f"the tensor shapes describe no valid HRFormer: {e}") from e
     base_config = ARCHS[arch] if arch else ARCHS["hrformer_t"]
     overrides = {k: v for k, v in config.to_dict().items() if base_config.to_dict()[k] != v}
 
@@ -216,19 +255,17 @@ def infer_model_kwargs(sd: Mapping[str, torch.Tensor], layout: str) -> Dict[str,
     multiscale = any(k.startswith(f"stage4.{last}.fuse_layers.1.") for k in keys)
     kwargs: Dict[str, Any] = {"name": arch or "hrformer_t", **overrides}
     if "cls_head.weight" in sd:
-        kwargs.update(head="ocr", num_classes=int(sd["cls_head.weight"].shape[0]))
+        kwargs.update(head="ocr", num_classes=int(_tensor(sd, "cls_head.weight", 4).shape[0]))
     elif "classifier.weight" in sd:
-        kwargs.update(head="classification", num_classes=int(sd["classifier.weight"].shape[0]))
+        kwargs.update(head="classification", num_classes=int(_tensor(sd, "classifier.weight", 2).shape[0]))
     elif any(k.endswith("final_layer.weight") and "head" in k for k in keys):
-        w = next(sd[k] for k in keys if k.endswith("final_layer.weight") and "head" in k)
-        kwargs.update(head="pose", num_keypoints=int(w.shape[0]))
+        key = next(k for k in keys if k.endswith("final_layer.weight") and "head" in k)
+        kwargs.update(head="pose", num_keypoints=int(_tensor(sd, key, 4).shape[0]))
     else:
         kwargs.update(head=None)
-    kwargs.update(
-        rel_pos_bias=has_table and layout != "official_pose",
-        upsample_mode="nearest" if layout in ("official_cls", "official_seg") else "bilinear",
-        multiscale_output=multiscale,
-    )
+    semantics = LAYOUT_SEMANTICS[layout]
+    kwargs.update(semantics.model_kwargs(), multiscale_output=multiscale)
+    kwargs["rel_pos_bias"] = has_table and semantics.rel_pos_bias
     return kwargs
 
 

@@ -1,7 +1,10 @@
-"""The one loading path: any checkpoint (file or state dict; our layout or an original one) is read
-once into a :class:`Checkpoint` (our key names, its layout, the model it implies), then loaded into
-a model by :func:`load_checkpoint`, strictly, except for the adjustments the caller allows, each
-reported as a warning on the ``hrformer`` logger (visible by default):
+"""The one loading path: any checkpoint (file or state dict; our layout, a saved model, or an
+original one) is read once into a :class:`Checkpoint` (our key names, its layout, the model it
+implies), then loaded into a model by :func:`load_checkpoint`: the state dict is adapted to the
+model by one filter function, :func:`checkpoint_filter_fn` (timm's ``checkpoint_filter_fn``), then
+loaded strictly. What is adapted is decided by comparing the model with the checkpoint, never by how
+the model was asked for; each adaptation is reported as a warning on the ``hrformer`` logger
+(visible by default):
 
 - ``head``: a head that differs from the checkpoint's (other ``num_classes``/``num_keypoints``,
   another head type, or none) is not loaded; with the same head type only its last layer is
@@ -27,24 +30,22 @@ import logging
 import math
 import os
 import re
-from typing import Any, Collection, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Collection, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..config import ARCHS
+from ..config import ARCHS, NAME_FREE_FIELDS, SEMANTIC_FIELDS
 from ..errors import InputError
 from ..heads import HEADS, head_in_state_dict
 from .files import CheckpointLayoutError, PathLike, StateDict, read_checkpoint, unwrap_state_dict
-from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_paths
-from .layouts import LAYOUT_CHANNEL_ORDER, convert_original, detect_layout
+from .hub import WeightsUnavailableError, download_hub_file, download_url, is_offline, saved_config, saved_paths
+from .layouts import LAYOUT_SEMANTICS, convert_original, detect_layout
 from .pretrained import PretrainedCfg
 
 logger = logging.getLogger("hrformer")
 
 FIRST_CONV = "stem.conv1.conv.weight"
-SEMANTICS = ("rel_pos_bias", "upsample_mode")
-ADJUSTMENTS: FrozenSet[str] = frozenset({"head", "in_chans", "window"})
 
 
 # --------------------------------------------------------------------------- reading
@@ -53,22 +54,33 @@ class Checkpoint:
     """A checkpoint in our key names. ``layout`` is where it came from (:data:`~.layouts.LAYOUTS`);
     ``implied`` the :func:`hrformer.create_model` keyword arguments it implies: for an original
     layout its architecture (``name`` and the shape fields that differ), head, outputs and
-    original-code semantics; for our layout its head and outputs."""
+    original-code semantics; for our layout its head and outputs, and for a saved model (a file
+    written by ``save_pretrained``) everything its config holds. ``saved``: that config
+    (``architecture``, ``config``, ``model_kwargs``, ``pretrained_cfg``), else None."""
 
     state_dict: StateDict
     layout: str
     implied: Dict[str, Any]
     source: str
+    saved: Optional[Dict[str, Any]] = None
 
 
 def read_weights(checkpoint: Union[PathLike, Mapping[str, Any]], source: Optional[str] = None) -> Checkpoint:
     """Read a checkpoint file or (wrapped) state dict, detect its layout and convert it to ours."""
+    saved = None
     if isinstance(checkpoint, (str, os.PathLike)):
-        source = source or os.fspath(checkpoint)
-        checkpoint = read_checkpoint(checkpoint)
+        path = saved_paths(checkpoint)[0] if os.path.isdir(checkpoint) else checkpoint
+        source = source or os.fspath(path)
+        saved = saved_config(path)
+        checkpoint = read_checkpoint(path)
     sd = unwrap_state_dict(checkpoint)
     layout = detect_layout(sd)
-    if layout == "hrformer":
+    if saved is not None:
+        if layout != "hrformer":
+            raise CheckpointLayoutError(f"{source}: a saved model's file in the {layout} layout (corrupt save?)")
+        semantics = {k: v for k, v in saved["config"].items() if k in NAME_FREE_FIELDS}
+        implied = {**saved["model_kwargs"], **semantics}
+    elif layout == "hrformer":
         head, outputs = head_in_state_dict(sd)
         implied: Dict[str, Any] = {"head": head}
         if head is not None:
@@ -78,7 +90,7 @@ def read_weights(checkpoint: Union[PathLike, Mapping[str, Any]], source: Optiona
             implied["multiscale_output"] = any(k.startswith(f"stage4.hr_modules.{last}.fusion.paths.1.") for k in sd)
     else:
         sd, implied = convert_original(sd)
-    return Checkpoint(sd, layout, implied, source or "state dict")
+    return Checkpoint(sd, layout, implied, source or "state dict", saved)
 
 
 def _last_stage4_module(sd: Mapping[str, torch.Tensor]) -> Optional[int]:
@@ -213,19 +225,23 @@ def _fit_stage4_outputs(
     return sd, missing
 
 
-def _adjust(model: torch.nn.Module, sd: StateDict, source: str, allow: Collection[str]) -> Tuple[StateDict, Set[str]]:
+def checkpoint_filter_fn(
+    state_dict: StateDict, model: torch.nn.Module, source: str = "checkpoint"
+) -> Tuple[StateDict, Set[str]]:
+    """``state_dict`` (our key names) adapted to ``model`` wherever they differ in a way that can be
+    adapted: the head, the stage-4 outputs, the window tables and the first convolution's input
+    channels (module docstring), each with a warning. Returns the adapted state dict and the model
+    keys that stay as initialised (a new head). Everything else is left for the strict load to
+    report, naming both sides."""
     own = model.state_dict()
-    keep_init: Set[str] = set()
-    if "head" in allow:
-        sd, keep_init = _fit_head(model, sd, own, source)
-        sd, missing = _fit_stage4_outputs(model, sd, own, source)
-        keep_init |= missing
-    if "window" in allow:
-        sd = _fit_rel_pos_tables(sd, own, source)
-    if "in_chans" in allow and FIRST_CONV in sd and FIRST_CONV in own and sd[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:
+    sd, keep_init = _fit_head(model, state_dict, own, source)
+    sd, missing = _fit_stage4_outputs(model, sd, own, source)
+    sd = _fit_rel_pos_tables(sd, own, source)
+    if FIRST_CONV in sd and FIRST_CONV in own and sd[FIRST_CONV].dim() == 4 and \
+            sd[FIRST_CONV].shape[1] != own[FIRST_CONV].shape[1]:
         sd = {**sd, FIRST_CONV: adapt_input_conv(sd[FIRST_CONV], own[FIRST_CONV].shape[1])}
         logger.warning("%s: first convolution adapted from 3 to %d input channels", source, own[FIRST_CONV].shape[1])
-    return sd, keep_init
+    return sd, keep_init | missing
 
 
 # --------------------------------------------------------------------------- loading
@@ -240,31 +256,28 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def load_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint, allow: Collection[str] = ADJUSTMENTS) -> None:
-    """Load ``checkpoint`` into ``model``: strictly, except for the adjustments in ``allow`` (a
-    subset of :data:`ADJUSTMENTS`, see the module docstring). A checkpoint of an original layout
-    whose semantics differ from the model's is loaded with a warning; its preprocessing (channel
-    order) becomes the model's ``pretrained_cfg``'s."""
+def load_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint) -> Set[str]:
+    """Load ``checkpoint`` into ``model``: adapted by :func:`checkpoint_filter_fn`, then strictly. A
+    checkpoint whose original code computes differently from the model (semantics) is loaded with a
+    warning; an original layout's input channel order becomes the model's ``pretrained_cfg``'s.
+    Returns the model keys left as initialised (a head the checkpoint does not hold)."""
     model = unwrap_model(model)
-    if getattr(model, "is_fused", False):
-        raise InputError("this model was fused for inference: load the weights into the unfused model, then fuse it")
-    unknown = set(allow) - ADJUSTMENTS
-    if unknown:
-        raise InputError(f"unknown adjustments {sorted(unknown)}; known: {sorted(ADJUSTMENTS)}")
     source, layout = checkpoint.source, checkpoint.layout
-    differ = [f"{k}={checkpoint.implied[k]!r} (model: {getattr(model.config, k)!r})" for k in SEMANTICS
+    differ = [f"{k}={checkpoint.implied[k]!r} (model: {getattr(model.config, k)!r})" for k in SEMANTIC_FIELDS
               if k in checkpoint.implied and checkpoint.implied[k] != getattr(model.config, k)]
     if differ:
         logger.warning("%s: %s checkpoint, whose code computes %s; outputs will differ from the original. "
                        "hrformer.from_original builds the matching model.", source, layout, ", ".join(differ))
-    sd, keep_init = _adjust(model, checkpoint.state_dict, source, allow)
+    sd, keep_init = checkpoint_filter_fn(checkpoint.state_dict, model, source)
     load_state_dict_strict(model, sd, source=f"{source} ({layout} layout)", allow_missing=keep_init,
                            holds=describe_state_dict(checkpoint.state_dict))
-    order = LAYOUT_CHANNEL_ORDER.get(layout)
+    semantics = LAYOUT_SEMANTICS.get(layout)
     cfg = getattr(model, "pretrained_cfg", None)
-    if order and isinstance(cfg, PretrainedCfg) and cfg.channel_order != order:
+    if semantics is not None and isinstance(cfg, PretrainedCfg) and cfg.channel_order != semantics.channel_order:
         model.pretrained_cfg = dataclasses.replace(
-            cfg, channel_order=order, notes=f"{cfg.notes}; {layout} weights: {order} input".lstrip("; "))
+            cfg, channel_order=semantics.channel_order,
+            notes=f"{cfg.notes}; {layout} weights: {semantics.channel_order} input".lstrip("; "))
+    return keep_init
 
 
 def load_weights(
@@ -289,7 +302,15 @@ def load_state_dict_strict(
     loaded unless everything else matches.
     """
     model = unwrap_model(model)
+    if getattr(model, "is_fused", False):
+        raise InputError("this model was fused for inference: load the weights into the unfused model, then fuse it")
     own = model.state_dict()
+    not_float = [f"{k} ({sd[k].dtype})" for k in own if k in sd and own[k].is_floating_point()
+                 and not sd[k].is_floating_point()]
+    if not_float:
+        raise CheckpointLayoutError(
+            f"{source}: {len(not_float)} weight(s) stored as non-floating-point tensors, which a float parameter "
+            f"would misread (bool: NaN): {', '.join(not_float[:8])}")
     missing = [k for k in own if k not in sd and k not in allow_missing]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
@@ -350,8 +371,3 @@ def fetch_pretrained(
         + f"\n  Pass a local file instead: create_model({cfg.name!r}, pretrained='path/to/checkpoint') "
         "(or checkpoint_path=...): .safetensors or .pth, in hrformer, official or mmpose layout."
     )
-
-
-def local_weights_path(path: PathLike) -> str:
-    """A checkpoint file, or the weights file of a directory written by ``save_pretrained``."""
-    return str(saved_paths(path)[0]) if os.path.isdir(path) else os.fspath(path)

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..datasets import DATASETS
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..heads import HEADS
 from ..keypoints import COCO_KEYPOINTS, KeypointInfo
+from .layouts import LAYOUT_SEMANTICS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,13 +83,22 @@ class PretrainedCfg(Mapping):
     test_scales: Tuple[float, ...] = (1.0,)
 
     # ------------------------------------------------------------------ mapping view
+    def _outputs(self, arg: str) -> int:
+        head = HEADS.get(self.model_kwargs.get("head") or "")
+        if head is None or head.output_arg != arg:
+            return 0
+        return int(self.model_kwargs.get(arg, head.default_outputs))
+
     @property
     def num_classes(self) -> int:
-        """Outputs of the head (classes or keypoints); 0 without a head."""
-        head = self.model_kwargs.get("head")
-        if head not in HEADS:
-            return 0
-        return int(self.model_kwargs.get(HEADS[head].output_arg, HEADS[head].default_outputs))
+        """Classes of a classification / segmentation head; 0 for other heads or none (as the model's
+        ``num_classes``)."""
+        return self._outputs("num_classes")
+
+    @property
+    def num_keypoints(self) -> int:
+        """Heatmaps of a pose head; 0 otherwise (as the model's ``num_keypoints``)."""
+        return self._outputs("num_keypoints")
 
     @property
     def first_conv(self) -> str:
@@ -101,7 +111,7 @@ class PretrainedCfg(Mapping):
 
     def _view(self) -> Dict[str, Any]:
         view = {f.name: getattr(self, f.name) for f in fields(self)}
-        view.update(num_classes=self.num_classes, first_conv=self.first_conv, classifier=self.classifier)
+        view.update(num_classes=self.num_classes, num_keypoints=self.num_keypoints, first_conv=self.first_conv, classifier=self.classifier)
         return view
 
     def __getitem__(self, key: str) -> Any:
@@ -126,15 +136,26 @@ class PretrainedCfg(Mapping):
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "PretrainedCfg":
+    def from_dict(cls, d: Mapping[str, Any], source: str = "pretrained_cfg") -> "PretrainedCfg":
+        """Inverse of :meth:`to_dict` (unknown keys ignored); a malformed entry is a
+        :class:`~hrformer.errors.ConfigError` naming ``source`` and the key."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{source}: expected a mapping, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("input_size", "mean", "std", "class_names", "test_size", "test_scales"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
-        if isinstance(d.get("keypoint_info"), dict):
-            d["keypoint_info"] = KeypointInfo.from_dict(d["keypoint_info"])
-        return cls(**d)
+        try:
+            for key in ("input_size", "mean", "std", "class_names", "test_size", "test_scales"):
+                if d.get(key) is not None:
+                    d[key] = tuple(d[key])
+            if d.get("keypoint_info") is not None:
+                d["keypoint_info"] = KeypointInfo.from_dict(d["keypoint_info"])
+            if not isinstance(d.get("model_kwargs"), Mapping):
+                raise ConfigError("'model_kwargs' must be a mapping")
+            return cls(**d)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise ConfigError(f"{source}: malformed entry ({type(e).__name__}: {e})") from e
 
 
 _PRETRAINED: Dict[str, PretrainedCfg] = {}
@@ -178,13 +199,13 @@ def get_pretrained_cfg(architecture: str, tag: str = "") -> PretrainedCfg:
 
 
 # --------------------------------------------------------------------------- the released weights
-_OFFICIAL_CLS = dict(head="classification", num_classes=1000, rel_pos_bias=True, upsample_mode="nearest",
+_OFFICIAL_CLS = dict(head="classification", num_classes=1000, **LAYOUT_SEMANTICS["official_cls"].model_kwargs(),
                      multiscale_output=True)
-_OFFICIAL_POSE = dict(head="pose", num_keypoints=17, rel_pos_bias=False, upsample_mode="bilinear",
+_OFFICIAL_POSE = dict(head="pose", num_keypoints=17, **LAYOUT_SEMANTICS["official_pose"].model_kwargs(),
                       multiscale_output=False)
-_MMPOSE_POSE = dict(head="pose", num_keypoints=17, rel_pos_bias=True, upsample_mode="bilinear",
+_MMPOSE_POSE = dict(head="pose", num_keypoints=17, **LAYOUT_SEMANTICS["mmpose"].model_kwargs(),
                     multiscale_output=False)
-_MMPOSE_BACKBONE = dict(head=None, rel_pos_bias=True, upsample_mode="bilinear", multiscale_output=True)
+_MMPOSE_BACKBONE = dict(head=None, **LAYOUT_SEMANTICS["mmpose"].model_kwargs(), multiscale_output=True)
 
 _MMPOSE_COCO = "https://download.openmmlab.com/mmpose/top_down/hrformer/"
 _MMPOSE_PRETRAIN = "https://download.openmmlab.com/mmpose/pretrain_models/"
@@ -267,10 +288,10 @@ def _official_seg(arch: str, dataset: str, miou: float, miou_ms: float, origin_u
     data = DATASETS[dataset]
     crop, test_size = _SEG_DATA[dataset]
     return PretrainedCfg(
-        arch, tag, dict(head="ocr", num_classes=data.num_classes, rel_pos_bias=True, upsample_mode="nearest",
+        arch, tag, dict(head="ocr", num_classes=data.num_classes, **LAYOUT_SEMANTICS["official_seg"].model_kwargs(),
                         multiscale_output=True),
         hf_hub_id=f"{HF_HUB_ORG}/{arch}.{tag}", layout="official_seg", origin_url=origin_url,
-        input_size=(3, *crop), channel_order="BGR", metrics={f"{dataset}_val_miou": miou,
+        input_size=(3, *crop), channel_order=LAYOUT_SEMANTICS["official_seg"].channel_order, metrics={f"{dataset}_val_miou": miou,
                                                              f"{dataset}_val_miou_ms": miou_ms},
         dataset=dataset, class_names=data.classes, test_size=test_size, test_scales=(0.75, 1.0, 1.25),
         notes=f"official OCRNet segmentation model (HRNet/HRFormer seg/scripts/{dataset}/hrt/{_SEG_SCRIPT[arch]}); "
