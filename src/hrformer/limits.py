@@ -71,8 +71,9 @@ def floats_per_pixel(model: nn.Module) -> float:
     per branch a block's input, output and FFN hidden maps and its attention logits (``heads *
     window^2`` per token), and the head: its stride-4 features and, for heads whose logits come at
     the input's resolution (segmentation), two full-resolution copies of them. Measured peaks (RSS
-    of one pass at 768x768, inference mode) are 0.55-0.9x of this: HRFormer-T / S pose 299 / 355 B
-    per pixel against 504 / 628 estimated, T / S + OCR 906 / 1043 against 1167 / 1292.
+    of one pass at 768x768, inference mode, 2-core AMD EPYC) are 0.5-0.9x of this: HRFormer-T / S /
+    B pose 299 / 355 / 554 B per pixel against 504 / 628 / 1061 estimated, + OCR 906 / 1043 / 1261
+    against 1167 / 1292 / 1725.
     """
     config = getattr(model, "config", None)
     channels: Optional[Sequence[int]] = getattr(config, "channels", None)
