@@ -176,6 +176,7 @@ def test_odd_inputs_are_one_line_errors(files, tmp_path, capsys, no_model_loadin
     cases = [
         (["pose", img, "--model", pose, "--boxes", nested], "--boxes", "nested too deeply"),
         (["pose", img, "--model", pose, "--json", tmp_path / ("r" * 300 + ".json")], "--json", "at most"),
+        (["pose", img, "--model", pose, "--json", tmp_path / ("d" * 300) / "r.json"], "--json", "at most"),
         (["pose", img, "--model", pose, "--device", "meta"], "--device meta", "no data"),
         (["export", pose, tmp_path / "x.onnx", "--batch", 0], "--batch 0"),
         (["classify", img, "--model", files / "cls", "--topk", 0], "--topk 0"),

@@ -49,7 +49,7 @@ def check_output(path: str, flag: str, suffixes: Optional[Sequence[str]] = None,
     system takes, its folder an existing writable directory (``make_dirs``: the nearest existing
     ancestor is writable)."""
     out = Path(path)
-    name_max = _name_max(out.parent if out.parent.is_dir() else Path("."))
+    name_max = _name_max(out.parent if os.path.isdir(out.parent) else Path("."))  # isdir: False on any OSError
     too_long = [part for part in out.parts if len(os.fsencode(part)) > name_max]
     if too_long:  # checked first: the file system refuses even to look such a name up
         fail(f"{flag} {path[:40]}...: a name of {len(os.fsencode(too_long[0]))} bytes; this file system takes "
