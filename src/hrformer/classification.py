@@ -93,10 +93,10 @@ class EvalTransform:
         channels = self.input_size[0]
         rh, rw = out_size
         nbytes = 4 * channels * (rh * rw + max(rh * width, height * rw))
-        short = max(1, min(height, width))
-        check_memory(nbytes, f"resizing the {width}x{height} image to {rw}x{rh} (shorter side "
-                             f"{min(rh, rw)}) for the centre crop", f"its aspect ratio is {max(height, width) / short:,.0f}:1; "
-                     "crop it to the region to classify first", self.max_memory_gb)
+        ratio = max(height, width) / max(1, min(height, width))
+        check_memory(nbytes, f"resizing the {width}x{height} image to {rw}x{rh} (shorter side {min(rh, rw)}) for the "
+                             "centre crop",
+                     f"its aspect ratio is {ratio:,.0f}:1; crop it to the region to classify first", self.max_memory_gb)
 
     def _one(self, image: Tensor) -> Tensor:
         size = self.input_size[-2:]
@@ -139,7 +139,8 @@ def create_transform(model_or_cfg: Any, max_memory_gb: Optional[float] = None) -
     elif isinstance(model_or_cfg, Mapping) or hasattr(model_or_cfg, "input_size"):
         cfg = resolve_data_config(pretrained_cfg=model_or_cfg)
     else:
-        raise InputTypeError(f"create_transform takes a model or a data config mapping, not {type(model_or_cfg).__name__}")
+        raise InputTypeError(
+            f"create_transform takes a model or a data config mapping, not {type(model_or_cfg).__name__}")
     return EvalTransform(cfg, max_memory_gb=max_memory_gb)
 
 

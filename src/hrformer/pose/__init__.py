@@ -26,7 +26,7 @@ from .geometry import BBOX_FORMATS, box_to_center_scale, crop, parse_boxes, warp
 from .pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseResult, keypoint_info, predict
 
 __all__ = [
-    "BBOX_FORMATS", "DECODE_METHODS", "IMAGENET_MEAN", "IMAGENET_STD", "PoseResult",
-    "box_to_center_scale", "check_flip_indices", "crop", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "keypoint_info",
+    "BBOX_FORMATS", "DECODE_METHODS", "IMAGENET_MEAN", "IMAGENET_STD", "PoseResult", "box_to_center_scale",
+    "check_flip_indices", "crop", "decode_heatmaps", "flip_heatmaps", "heatmap_maximum", "keypoint_info",
     "modulate_heatmaps", "opencv_gaussian_kernel", "parse_boxes", "predict", "warp_matrix",
 ]
