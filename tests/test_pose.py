@@ -503,7 +503,7 @@ def test_predict_msra_and_uint8_defaults():
     # argmax + quarter shift: within a quarter heatmap pixel (1 input pixel, * box / input size)
     scale = pose.box_to_center_scale(torch.tensor(BOX), 96 / 128)[1][0]
     assert ((keypoints[0] - torch.tensor(DOTS)).abs() <= 0.25 * scale / torch.tensor([24.0, 32.0]) + 0.05).all()
-    # no pretrained_cfg: 256x192 input, ImageNet statistics; flip test on a 3-keypoint model needs indices
+    # no pretrained_cfg and no head: resolve_data_config's 224x224, ImageNet statistics; flip needs indices
     del model.pretrained_cfg
     model.mean.copy_(torch.tensor(pose.IMAGENET_MEAN).view(1, 3, 1, 1))
     model.std.copy_(torch.tensor(pose.IMAGENET_STD).view(1, 3, 1, 1))
