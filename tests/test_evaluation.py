@@ -335,7 +335,7 @@ def test_evaluate_pose_equals_predict_and_pycocotools(tmp_path, pose_model):
     ann_file, det_file = make_coco(tmp_path)
     dataset = CocoPoseDataset(tmp_path, det_file)
     out = tmp_path / "results.json"
-    result = evaluate_pose(pose_model, dataset, input_size=(64, 48), batch_size=3, workers=2,
+    result = evaluate_pose(pose_model, dataset, input_size=(64, 48), batch_size=3, workers=1,
                            results_file=str(out), progress=False)
     assert result.num_images == 3 and result.num_instances == 5
     assert list(result.metrics.values()) == pytest.approx(_pycocotools_direct(ann_file, out))
@@ -392,6 +392,7 @@ def make_image_folder(root: Path, classes=("n01", "n02", "n03"), per_class: int 
 def test_evaluate_classification_equals_predict(tmp_path):
     make_image_folder(tmp_path)
     model = tiny_model("classification", num_classes=3)
+    model.pretrained_cfg = {"input_size": (3, 64, 64), "crop_pct": 0.875, "interpolation": "bicubic"}  # small, fast
     dataset = ImageFolderDataset(tmp_path)
     result = evaluate_classification(model, dataset, batch_size=2, workers=0, topk=(1, 2), progress=False)
     predicted = hrformer.classification.predict(model, [path for path, _ in dataset.samples], topk=2)
