@@ -113,6 +113,7 @@ class Example:
     shrink_input: bool = False       # ... at a quarter of the tag's input pixels
     needs: Tuple[str, ...] = ()      # optional packages
     checkpoints: bool = False        # the original files the weights examples name, from the parity weights
+    sets_inductor_freezing: bool = False  # sets the global inductor option, restored after the test
 
 
 SECTIONS: Dict[Tuple[str, str], Example] = {
@@ -126,7 +127,7 @@ SECTIONS: Dict[Tuple[str, str], Example] = {
     ("classification.md", "Top-k ImageNet classes"): Example(check_classification, needs=("PIL",)),
     ("training.md", "Fine-tuning on your own dense task"): Example(check_fine_tuning),
     ("speed.md", "The fused model"): Example(check_fused),
-    ("speed.md", "torch.compile"): Example(check_compiled),
+    ("speed.md", "torch.compile"): Example(check_compiled, sets_inductor_freezing=True),
     ("speed.md", "GPU: CUDA graphs"): Example(check_cuda_graph),
     ("speed.md", "ONNX, one file for any input size"): Example(check_onnx, needs=("onnxruntime",)),
     ("speed.md", "OpenVINO"): Example(check_openvino, needs=("openvino",)),
@@ -167,6 +168,10 @@ def test_example_runs_as_written(page, title, tmp_path, monkeypatch):
         torch.save({"model": original_state_dict("official_cls_hrt_tiny")}, tmp_path / "hrt_tiny.pth")
         torch.save({"state_dict": original_state_dict("mmpose_pose_hrformer_small")},
                    tmp_path / "hrformer_small_coco_256x192-5310d898_20220316.pth")
+    if example.sets_inductor_freezing:
+        import torch._inductor.config as inductor_config
+
+        monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # restored at teardown
     namespace = run_section(DOCS / page, title, tmp_path, monkeypatch, small=example.small,
                             shrink_input=example.shrink_input)
     example.check(namespace, tmp_path)
