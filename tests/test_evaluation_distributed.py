@@ -51,3 +51,18 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     assert json.loads((tmp_path / "kpts1.json").read_text()) == json.loads((tmp_path / "kpts2.json").read_text())
     assert one["seg"]["num_images"] == two["seg"]["num_images"] == 3
     assert json.dumps(one["seg"]["metrics"]) == json.dumps(two["seg"]["metrics"])  # NaN-aware: same text
+
+
+@pytest.mark.slow
+def test_torchrun_error_in_one_shard_stops_every_process(tmp_path):
+    """A corrupt image in rank 1's share: both processes stop with its one-line error, none waits."""
+    make_coco(tmp_path / "coco")
+    (tmp_path / "coco" / "val2017" / "000000000101.jpg").write_bytes(b"not an image")  # index 1: rank 1
+    hrformer.save_pretrained(tiny_model("pose"), str(tmp_path / "pose"))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    out = subprocess.run([*launcher, "-m", "hrformer", "evaluate", "pose", "--data", "coco", "--model", "pose",
+                          "--input-size", "64", "48", "--workers", "0", "--no-progress"], cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("000000000101.jpg" in line for line in errors)

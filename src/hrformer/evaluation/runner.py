@@ -14,6 +14,7 @@ rank in dataset order and rank 0 scores them: the metrics are those of one proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -93,6 +94,26 @@ def _gather(items: List[Any]) -> List[Any]:
     parts: List[Any] = [None] * world
     dist.all_gather_object(parts, items)
     return [x for part in parts for x in part]
+
+
+@contextlib.contextmanager
+def _together() -> Iterator[None]:
+    """Every process leaves the block together: an error in one process (a corrupt image in its
+    shard) is raised in all of them, instead of the others waiting for it in the gather."""
+    error: Optional[BaseException] = None
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001  (re-raised below, in every process)
+        error = e
+    rank, world = _world()
+    if world > 1:
+        messages: List[Optional[str]] = [None] * world
+        dist.all_gather_object(messages, None if error is None else str(error))
+        failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+        if error is None and failed:
+            raise InputError(f"process {failed[0][0]} of {world} stopped: {failed[0][1]}")
+    if error is not None:
+        raise error
 
 
 def _sum_all(total: float) -> float:
@@ -266,7 +287,7 @@ def evaluate_pose(
 
     predictions: List[Tuple[int, int, PoseResult]] = []
     start = time.perf_counter()
-    with torch.inference_mode():
+    with _together(), torch.inference_mode():
         for batch in _batches(loader, len(shard), progress, "pose"):
             crops = torch.cat([item["crops"] for item in batch])
             heatmaps = []
@@ -354,14 +375,15 @@ def evaluate_segmentation(
     metric = SegmentationMetric(num_classes, dataset.ignore_index)
     start = time.perf_counter()
     done = 0
-    for batch in _batches(loader, len(shard), progress, "segment"):
-        for item in batch:
-            result = predict(model, item["image"], scales=scales, flip=flip, crop_size=crop_size, stride=stride,
-                             batch_size=batch_size)
-            metric.update(result.labels.cpu(), item["label"])
-            if save_dir is not None:
-                _save_labels(result.labels, Path(save_dir) / (Path(item["name"]).stem + ".png"))
-            done += 1
+    with _together():
+        for batch in _batches(loader, len(shard), progress, "segment"):
+            for item in batch:
+                result = predict(model, item["image"], scales=scales, flip=flip, crop_size=crop_size, stride=stride,
+                                 batch_size=batch_size)
+                metric.update(result.labels.cpu(), item["label"])
+                if save_dir is not None:
+                    _save_labels(result.labels, Path(save_dir) / (Path(item["name"]).stem + ".png"))
+                done += 1
     network_done = time.perf_counter()
     if world > 1:  # every process's counts (its own among them) summed
         metric.confusion = torch.stack(_gather([metric.confusion])).sum(0)
@@ -419,7 +441,7 @@ def evaluate_classification(
     ranked: List[Tuple[int, List[int], int]] = []
     kmax = max(topk)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with _together(), torch.inference_mode():
         for batch in _batches(loader, len(shard), progress, "classify"):
             x = torch.stack([item["input"] for item in batch]).to(device, dtype, non_blocking=True)
             logits = model(x).float()
