@@ -96,12 +96,7 @@ def official_cls():
     return original_state_dict("official_cls_hrt_tiny")
 
 
-@pytest.mark.parametrize("malformation", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        strict=False, reason="weights/layouts.py concatenates q/k/v of mismatched ranks (RuntimeError); lead's fix"))
-    if name == "1-element attention weight" else name
-    for name in MALFORMED
-])
+@pytest.mark.parametrize("malformation", list(MALFORMED))
 def test_malformed_original_checkpoints_are_one_line_errors(malformation, official_cls, tmp_path, capsys):
     src = tmp_path / "broken.pth"
     torch.save(MALFORMED[malformation](official_cls), src)

@@ -187,7 +187,11 @@ def _merge_qkv(sd: StateDict) -> StateDict:
         m = re.fullmatch(r"(.+\.attn)\.q_proj\.(\w+)", k)
         if m:
             base, p = m[1], m[2]
-            out[f"{base}.qkv.{p}"] = torch.cat([v, sd[f"{base}.k_proj.{p}"], sd[f"{base}.v_proj.{p}"]], 0)
+            parts = [(k, v), *((f"{base}.{n}.{p}", sd.get(f"{base}.{n}.{p}")) for n in ("k_proj", "v_proj"))]
+            shapes = {name: tuple(t.shape) if t is not None else None for name, t in parts}
+            if None in shapes.values() or len(set(shapes.values())) != 1 or v.dim() == 0:
+                raise CheckpointLayoutError(f"query, key and value projections of {base} do not match: {shapes}")
+            out[f"{base}.qkv.{p}"] = torch.cat([t for _, t in parts], 0)
         elif not re.fullmatch(r".+\.attn\.[kv]_proj\.\w+", k):
             out[k] = v
     return out
