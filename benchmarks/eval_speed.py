@@ -5,6 +5,8 @@ A synthetic COCO-sized run: ``--images`` JPEGs of 480x640 (COCO's usual size) wi
 each (COCO val2017 has ~1.2 detected persons per image), ground truth and a detection file written
 to a temporary folder. Three timings, each the best of ``--repeats``:
 
+* ``network``: the floor: the same crops cut beforehand (not timed), the network with the flip test
+  and the heatmap decoding, ``--batch-size`` crops per pass, nothing else;
 * ``predict``: the images decoded beforehand (not timed), one ``predict`` call per image;
 * ``loop``: :func:`hrformer.evaluation.evaluate_pose` with ``--workers`` DataLoader workers (decoding
   and cropping in the workers, crops of several images per forward pass), metric included;
@@ -100,12 +102,29 @@ def main() -> None:
                 hrformer.pose.predict(model, image, box, batch_size=args.batch_size)
             return time.perf_counter() - start
 
+        from hrformer.evaluation.runner import _pose_settings, _PoseCrops
+
+        cfg, size, method = _pose_settings(model, None, None)
+        prepare = _PoseCrops(cfg, size, method == "udp")
+        crops = torch.cat([prepare(item)["crops"] for item in items])
+        flip_indices = hrformer.pose.keypoint_info(model).flip_indices
+
+        def network() -> float:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for first in range(0, crops.shape[0], args.batch_size):
+                    x = crops[first:first + args.batch_size]
+                    maps = (model(x) + hrformer.pose.flip_heatmaps(model(x.flip(-1)), flip_indices)) * 0.5
+                    hrformer.pose.decode_heatmaps(maps, size, method)
+            return time.perf_counter() - start
+
         def loop(workers: int) -> float:
             result = evaluate_pose(model, dataset, batch_size=args.batch_size, workers=workers, progress=False)
             return result.wall_time_s
 
-        timings = {"predict": [], "loop": [], "loop_w0": []}
-        for _ in range(args.repeats):  # interleaved, so that a load change hits all three
+        timings = {"network": [], "predict": [], "loop": [], "loop_w0": []}
+        for _ in range(args.repeats):  # interleaved, so that a load change hits all of them
+            timings["network"].append(network())
             timings["predict"].append(bare())
             timings["loop"].append(loop(args.workers))
             timings["loop_w0"].append(loop(0))
@@ -116,10 +135,12 @@ def main() -> None:
         "batch_size": args.batch_size, "workers": args.workers,
         "images_per_s": {k: n / v for k, v in best.items()},
         "loop_over_predict": best["predict"] / best["loop"],
+        "loop_over_network": best["network"] / best["loop"],
         "seconds": timings, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "load_average": os.getloadavg(),
     }
-    print(json.dumps({k: report[k] for k in ("images", "persons", "images_per_s", "loop_over_predict", "cpu",
+    print(json.dumps({k: report[k] for k in ("images", "persons", "images_per_s", "loop_over_predict",
+                                             "loop_over_network", "cpu",
                                              "load_average")}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

@@ -194,7 +194,7 @@ def test_oks_nms_drops_duplicates_per_image_only():
     assert len(coco_keypoint_results(split)) == 2  # OKS-NMS never crosses images
 
 
-def test_missing_pycocotools_is_one_clear_message(monkeypatch, tmp_path):
+def test_missing_pycocotools_is_one_clear_message(monkeypatch, tmp_path, capsys):
     import builtins
 
     real_import = builtins.__import__
@@ -207,6 +207,11 @@ def test_missing_pycocotools_is_one_clear_message(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", no_pycocotools)
     with pytest.raises(ImportError, match=r"pip install 'hrformer\[eval\]'"):
         coco_keypoint_metrics([], tmp_path / "x.json")
+    from hrformer.cli import main
+
+    assert main(["evaluate", "pose", "--data", str(tmp_path), "--model", "hrformer_s.coco_256x192"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'hrformer[eval]'" in err and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- segmentation metric

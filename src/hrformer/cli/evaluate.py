@@ -120,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
         fail(f"--workers {args.workers}: must be 0 or more")
     if getattr(args, "input_size", None) and min(args.input_size) < 4:
         fail(f"--input-size {args.input_size[0]} {args.input_size[1]}: sizes must be at least 4")
-    with user_errors("evaluate", needed_for=f"evaluate {args.task}"):
-        if task == "pose":
-            import pycocotools  # noqa: F401  (checked before any work)
-        if args.progress:
-            import tqdm  # noqa: F401
+    if task == "pose":  # before any work: a missing extra is one line with the pip command
+        from ..evaluation.metrics import require_pycocotools
+
+        with user_errors("evaluate pose"):
+            require_pycocotools()
 
     # a rescore needs no network: the saved predictions against the ground truth
     if getattr(args, "rescore", None):

@@ -23,7 +23,7 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -300,5 +300,3 @@ class ImageFolderDataset(Dataset):
         path, target = self.samples[index]
         return {"index": index, "path": path, "target": target}
 
-
-Transform = Callable[[Dict[str, Any]], Dict[str, Any]]

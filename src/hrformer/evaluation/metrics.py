@@ -31,6 +31,7 @@ from ..keypoints import COCO_KEYPOINTS
 
 __all__ = [
     "COCO_METRIC_NAMES", "SegmentationMetric", "coco_keypoint_eval", "coco_keypoint_metrics", "coco_keypoint_results",
+    "load_coco_annotations", "require_pycocotools",
     "oks_iou", "oks_nms", "topk_accuracy",
 ]
 
@@ -40,7 +41,7 @@ SCORE_MODES = ("bbox_keypoint", "bbox", "keypoint")
 EVAL_EXTRA = "pip install 'hrformer[eval]' (or pip install pycocotools)"
 
 
-def _pycocotools() -> Tuple[Any, Any]:
+def require_pycocotools() -> Tuple[Any, Any]:
     """``(COCO, COCOeval)``, or an ImportError that says how to install them."""
     try:
         from pycocotools.coco import COCO
@@ -189,7 +190,7 @@ def coco_keypoint_eval(ann_file: Union[str, "os.PathLike[str]"], results: Union[
     """pycocotools ``COCOeval(iouType="keypoints")`` of COCO keypoint results (a list or a results
     file) against ``ann_file``: the ten figures of :data:`COCO_METRIC_NAMES`, in [0, 1]. Rescoring
     a saved results file needs nothing else."""
-    COCO, COCOeval = _pycocotools()
+    COCO, COCOeval = require_pycocotools()
     data = load_coco_annotations(ann_file)
     if not isinstance(results, list):
         path = os.fspath(results)
@@ -243,7 +244,7 @@ def coco_keypoint_metrics(
     ``results_file``: also write the rescored, NMS-ed results there (COCO results JSON), so that
     :func:`coco_keypoint_eval` can rescore them without the network.
     """
-    _pycocotools()  # before any work: a missing extra is one clear message
+    require_pycocotools()  # before any work: a missing extra is one clear message
     detections = coco_keypoint_results(results, score_mode=score_mode, keypoint_score_thr=keypoint_score_thr,
                                        nms_thr=nms_thr, sigmas=sigmas)
     if results_file is not None:

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -193,7 +193,7 @@ def _check_eval(model: nn.Module, task: str) -> None:
 def _cfg_get(cfg: Any, key: str) -> Any:
     if cfg is None:
         return None
-    return cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
+    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
 
 
 # --------------------------------------------------------------------------- pose
