@@ -107,7 +107,8 @@ def main(argv=None) -> None:
                 records.append(row)
                 ms = row["ms"]
                 line = "  ".join(f"{k} {v:8.1f}" for k, v in ms.items())
-                ratios = f"layout cost eager {ms['eager'] / ms['eager_no_layout']:.3f} fused {ms['fused'] / ms['fused_no_layout']:.3f}"
+                ratios = (f"layout cost eager {ms['eager'] / ms['eager_no_layout']:.3f} "
+                          f"fused {ms['fused'] / ms['fused_no_layout']:.3f}")
                 if "old_fused" in ms:
                     ratios += f"  new/old fused {ms['fused'] / ms['old_fused']:.3f}"
                 print(f"{name} {head_name:5s} b{batch}: {line} ms | {ratios}", flush=True)

@@ -73,6 +73,7 @@ def test_profile_of_fused_model_counts_the_same_macs():
 
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
 def test_export_onnx_of_a_bf16_fused_model_writes_a_float32_file_that_onnx_runtime_runs(tmp_path):
     ort = pytest.importorskip("onnxruntime")

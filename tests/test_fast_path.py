@@ -162,31 +162,31 @@ def _tables(model):
     return [m.relative_position_bias_table for m in model.modules() if isinstance(m, LocalWindowAttention)]
 
 
-def test_fused_model_given_load_state_dict_computes_with_the_new_weights(randomise_bn):
-    """The gathered relative position bias follows the tables: no stale cache after loading."""
-    torch.manual_seed(0)
-    fused = hrformer.HRFormer(SMALL, head="pose").eval().fuse_for_inference()
-    outputs(fused, X)  # the bias is gathered and cached here
-    torch.manual_seed(1)
-    other = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
-    expected = outputs(other, X)[0]
-    assert fused.load_state_dict(copy.deepcopy(other).fuse_for_inference().state_dict()) is not None
-    out = outputs(fused, X)[0]
-    assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
-
-
-def test_in_place_edit_of_a_bias_table_reaches_the_fused_model(randomise_bn):
+@pytest.mark.usefixtures("one_thread")  # tiny network: OpenMP hand-offs cost more than they give
+def test_fused_model_computes_with_its_current_bias_tables(randomise_bn):
+    """The gathered relative position bias is a cache that follows the tables: edited in place,
+    loaded with load_state_dict (copied or assigned), the fused model gives the unfused model's
+    outputs with the same edit, never the bias gathered at fuse time."""
     torch.manual_seed(0)
     model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
     fused = copy.deepcopy(model).fuse_for_inference()
-    before = outputs(fused, X)[0]
+    x = X[:, :, :32, :32]
+    before = outputs(fused, x)[0]  # the bias is gathered and cached here
+
+    def check(what):
+        expected, out = outputs(model, x)[0], outputs(fused, x)[0]
+        assert (expected - before).abs().max() > 1e-3 * expected.abs().max(), what  # the edit matters
+        assert (out - expected).abs().max() <= 1e-5 * expected.abs().max(), what
+
     with torch.no_grad():
         for table in _tables(model) + _tables(fused):
             table.mul_(2)
-    expected, out = outputs(model, X)[0], outputs(fused, X)[0]
-    assert (expected - before).abs().max() > 1e-3 * expected.abs().max()  # the edit matters
-    assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
-    with torch.no_grad():  # load_state_dict(assign=True): new table tensors
-        fused.load_state_dict({k: v.clone() * 0.5 if k.endswith("bias_table") else v
-                               for k, v in fused.state_dict().items()}, assign=True)
-    assert (outputs(fused, X)[0] - before).abs().max() <= 1e-5 * before.abs().max()
+    check("in-place edit")
+    new_tables = {k: torch.randn_like(v) for k, v in model.state_dict().items() if k.endswith("bias_table")}
+    model.load_state_dict(new_tables, strict=False)
+    fused.load_state_dict(new_tables, strict=False)
+    check("load_state_dict")
+    new_tables = {k: v * 3 for k, v in new_tables.items()}
+    model.load_state_dict(new_tables, strict=False)
+    fused.load_state_dict(new_tables, strict=False, assign=True)  # new table tensors
+    check("load_state_dict(assign=True)")

@@ -117,7 +117,8 @@ def fuse_for_inference(model: M, dtype: Optional[torch.dtype] = None) -> M:
         if dtype is not None and dtype != params:
             if dtype != torch.bfloat16 or hrformer.fused.casts_inputs:
                 raise InputError(
-                    f"this model is already fused in {params}; fuse a fresh copy of the unfused model with dtype={dtype}"
+                    f"this model is already fused in {params}; fuse a fresh copy of the unfused model with "
+                    f"dtype={dtype}"
                 )
             _to_dtype(model, dtype)
             hrformer.fused = FusedState(casts_inputs=True)
