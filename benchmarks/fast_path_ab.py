@@ -58,6 +58,34 @@ def variants(old_lib, name: str, head) -> Dict[str, torch.nn.Module]:
     return models
 
 
+def conversion_ms(name: str, head, batch: int, h: int, w: int, repeats: int = 50) -> Dict[str, float]:
+    """The layout conversion alone: milliseconds (best of ``repeats``) to make the model's
+    channels-last outputs NCHW-contiguous, next to one forward of the fused model. The copy is
+    a fixed cost, so a quiet machine is not needed to bound its share."""
+    import time
+
+    import hrformer
+
+    model = _build(hrformer, name, head).fuse_for_inference()
+    x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0))
+    raw = _without_layout_conversion(model)
+    with torch.inference_mode():
+        out = raw(x)
+        outs = out if isinstance(out, list) else [out]
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            [o.contiguous() for o in outs]
+            best = min(best, time.perf_counter() - t)
+        forward = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            model(x)
+            forward = min(forward, time.perf_counter() - t)
+    return {"conversion_ms": best * 1e3, "fused_forward_ms": forward * 1e3,
+            "output_mb": sum(o.numel() * o.element_size() for o in outs) / 2**20}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old", help="directory holding the package to compare against, as hrformer_old")
@@ -68,9 +96,21 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--max-tries", type=int, default=2)
+    p.add_argument("--conversion-only", action="store_true",
+                   help="time the layout conversion alone (best of 50) next to one fused forward")
     p.add_argument("--out")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.conversion_only:
+        h, w = (int(v) for v in args.size.split("x"))
+        for arch in args.models:
+            for head_name in args.heads:
+                for batch in args.batches:
+                    r = conversion_ms(f"hrformer_{arch}", None if head_name == "none" else head_name, batch, h, w)
+                    print(f"hrformer_{arch} {head_name:5s} b{batch}: conversion {r['conversion_ms']:.3f} ms of "
+                          f"{r['output_mb']:.2f} MB, fused forward {r['fused_forward_ms']:.1f} ms "
+                          f"({100 * r['conversion_ms'] / r['fused_forward_ms']:.2f}%)", flush=True)
+        return
     old_lib = None
     if args.old:
         sys.path.insert(0, args.old)
