@@ -283,7 +283,7 @@ def test_bad_inputs_are_one_clear_error(tmp_path):
         ImageFolderDataset(tmp_path / "classes")
 
 
-def make_cityscapes(root: Path, n: int = 2, size=(32, 40)):
+def make_cityscapes(root: Path, n: int = 2, size=(24, 32)):
     """Cityscapes' layout: labelIds 7 (road), 26 (car), 0 (unlabelled) and 4 (static: not a class)."""
     g = torch.Generator().manual_seed(1)
     for i in range(n):
@@ -454,7 +454,7 @@ def test_cli_evaluate_errors_are_one_line(tmp_path, capsys):
 def test_cli_evaluate_segment_and_classify(tmp_path, capsys):
     from hrformer.cli import main
 
-    make_cityscapes(tmp_path / "cityscapes")
+    make_cityscapes(tmp_path / "cityscapes", n=1)
     seg_dir = _saved(tiny_model("ocr", num_classes=19), tmp_path / "seg")
     assert main(["evaluate", "segment", "--data", str(tmp_path / "cityscapes"), "--model", seg_dir, "--workers", "0",
                  "--no-progress", "--json", str(tmp_path / "seg.json")]) == 0
