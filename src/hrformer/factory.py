@@ -29,11 +29,18 @@ from torch import nn
 from .config import ARCHITECTURES, CONFIG_FIELDS, Architecture, HRFormerConfig, find_architecture, shape_of
 from .data_config import resolve_data_config
 from .errors import CheckpointLayoutError, HRFormerError, InputError, InputTypeError
-from .heads import HEADS
+from .heads import HEADS, head_in_state_dict
 from .model import HRFormer
 from .weights import hub
 from .weights.files import PathLike
-from .weights.loading import Checkpoint, fetch_pretrained, load_checkpoint, read_weights, unwrap_model
+from .weights.loading import (
+    Checkpoint,
+    describe_state_dict,
+    fetch_pretrained,
+    load_checkpoint,
+    read_weights,
+    unwrap_model,
+)
 from .weights.pretrained import PretrainedCfg, get_pretrained_cfg, list_pretrained, pretrained_tags
 
 HF_HUB_PREFIX = hub.HF_HUB_PREFIX
@@ -214,31 +221,47 @@ def _model_arguments(
 
 
 def _describe_head(cfg: Optional[PretrainedCfg], model: HRFormer, arch: str) -> PretrainedCfg:
-    """The pretrained config of ``model``: ``cfg`` when it describes the model's head; the same
-    preprocessing with the head's outputs and metadata when the head differs; the head's defaults
-    when there is no ``cfg``."""
+    """The pretrained config of ``model``: ``cfg`` (the weights') when it describes the model's head;
+    with the head's new size (and without per-output names) for the same head type; else the head's
+    usual input and metadata, keeping ``cfg``'s normalisation and channel order."""
     head = model.head
     outputs = {head.output_arg: head.num_outputs} if head is not None else {}
-    if cfg is not None and (head is None or (cfg.model_kwargs.get("head") == model.head_type
-                                             and cfg.model_kwargs.get(head.output_arg) == head.num_outputs)):
-        return cfg
-    metadata = dict(keypoint_info=None, class_names=None, decode_method=None)
-    if head is not None:
-        metadata.update(decode_method=head.decode_method, **head.default_metadata(head.num_outputs))
-    if cfg is not None:
-        what = "head resized" if cfg.model_kwargs.get("head") == model.head_type else "new head"
-        return dataclasses.replace(
-            cfg, model_kwargs={**cfg.model_kwargs, "head": model.head_type, **outputs}, crop_pct=_crop_pct(model),
-            notes=f"{cfg.notes}; {what}: {model.head_type or 'none'} with {head.num_outputs if head else 0} outputs"
-            .lstrip("; "), **metadata)
-    size = head.default_input_size if head is not None else (224, 224)
-    return PretrainedCfg(
-        arch, "", {"head": model.head_type, **outputs}, input_size=(model.in_chans, *size), crop_pct=_crop_pct(model),
-        notes="no pretrained weights: the head's usual preprocessing", **metadata)
+    same_type = cfg is not None and cfg.model_kwargs.get("head") == model.head_type
+    if same_type and (head is None or cfg.model_kwargs.get(head.output_arg, head.default_outputs) == head.num_outputs):
+        described = cfg
+    elif same_type:
+        described = dataclasses.replace(
+            cfg, model_kwargs={**cfg.model_kwargs, **outputs}, keypoint_info=None, class_names=None,
+            notes=f"{cfg.notes}; head resized to {head.num_outputs} outputs".lstrip("; "))
+    else:
+        size = head.default_input_size if head is not None else (224, 224)
+        described = PretrainedCfg(
+            arch, "", {"head": model.head_type, **outputs}, input_size=(model.in_chans, *size),
+            crop_pct=head.crop_pct if head is not None else 1.0, decode_method=head.decode_method if head else None,
+            notes="no pretrained weights: the head's usual preprocessing",
+            **(head.default_metadata(head.num_outputs) if head is not None else {}))
+        if cfg is not None:
+            described = dataclasses.replace(
+                described, mean=cfg.mean, std=cfg.std, channel_order=cfg.channel_order,
+                notes=f"backbone weights of {cfg.name}, new {model.head_type or 'no'} head")
+    if described.input_size[0] != model.in_chans:
+        described = dataclasses.replace(described, input_size=(model.in_chans, *described.input_size[1:]))
+    return described
 
 
-def _crop_pct(model: HRFormer) -> float:
-    return model.head.crop_pct if model.head is not None else 1.0
+def _check_saved_pair(model: HRFormer, loaded: Checkpoint, saved: Mapping[str, Any]) -> None:
+    """A saved config and its weights describe one model: where the model kept the config's head, the
+    weights must hold that head (a config edited or mismatched by hand is an error, not adapted)."""
+    kwargs = saved["model_kwargs"]
+    head = HEADS.get(kwargs.get("head") or "")
+    described = (head.task, kwargs.get(head.output_arg, head.default_outputs)) if head else (None, 0)
+    built = (model.head_type, model.head.num_outputs if model.head is not None else 0)
+    held = head_in_state_dict(loaded.state_dict)
+    if held != described and built == described:
+        what = f"a {described[0]} head ({described[1]} outputs)" if head else "no head"
+        raise CheckpointLayoutError(
+            f"{loaded.source} holds {describe_state_dict(loaded.state_dict)}, but {saved['source']} describes {what}: "
+            "the config does not belong to these weights")
 
 
 def _layout_cfg(arch: str, model: HRFormer, layout: str) -> Optional[PretrainedCfg]:
@@ -285,11 +308,17 @@ def build_model(
         raise type(e)(f"{what}: {e}") from e
     except TypeError as e:  # an unknown keyword argument
         raise InputTypeError(f"{what}: {e}") from e
+    registered = find_architecture(model.config) or arch
     if cfg is None and loaded is not None and loaded.layout != "hrformer":
-        cfg = _layout_cfg(find_architecture(model.config) or arch, model, loaded.layout)
-    model.pretrained_cfg = _describe_head(cfg, model, find_architecture(model.config) or arch)
+        cfg = _layout_cfg(registered, model, loaded.layout)
+    elif cfg is None and loaded is None and pretrained_tags(registered):
+        default = get_pretrained_cfg(registered)  # timm: an untrained model carries its default tag's cfg
+        cfg = default if default.model_kwargs.get("head") == model.head_type else None
+    model.pretrained_cfg = _describe_head(cfg, model, registered)
     if loaded is None:
         return Built(model, None, frozenset())
+    if saved is not None:
+        _check_saved_pair(model, loaded, saved)
     initialised = load_checkpoint(model, loaded)
     return Built(model.eval(), loaded.source, frozenset(initialised))
 

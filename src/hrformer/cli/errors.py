@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import re
-from typing import Any, Collection, Iterator, NoReturn, Optional
+from typing import Collection, Iterator, NoReturn, Optional
 
 import torch
 
@@ -176,15 +176,6 @@ def check_fraction(value: float, flag: str) -> float:
     if not 0.0 <= value <= 1.0:  # NaN fails too
         fail(f"{flag} {value}: must be within [0, 1]")
     return value
-
-
-def __getattr__(name: str) -> Any:
-    """The output helpers moved to :mod:`.files`; ``from .errors import write_json`` keeps working."""
-    if name in ("check_output", "to_json", "write_json"):
-        from . import files
-
-        return getattr(files, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .errors import check_device, check_input, check_output, fail, user_errors, write_json
+from .errors import check_device, check_input, fail, user_errors
+from .files import check_output, write_json
 from .resolve import load_model
 
 TASKS = {"pose": "pose", "segment": "segmentation", "classify": "classification"}
