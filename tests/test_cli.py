@@ -156,7 +156,8 @@ def test_model_and_file_mistakes(files, tmp_path, capsys):
         (["pose", files / "garbage.png", "--model", files / "pose"], "garbage.png", "not an image file"),
         (["pose", img, "--model", files / "pose", "--box", 10, 10, 5, 5], "box"),
         (["segment", img, "--model", files / "ocr", "--crop-size", 32, 32, "--stride", 40, 40], "stride"),
-        (["convert", files / "pose_state.pth", tmp_path / "out"], "already in hrformer's layout"),
+        (["convert", files / "pose_state.pth", tmp_path / "out"], "does not name its architecture", "--arch"),
+        (["convert", files / "pose", tmp_path / "out"], "already a saved model"),
     ]
     for argv, *fragments in cases:
         assert_user_error(capsys, argv, *fragments)

@@ -108,3 +108,15 @@ def test_malformed_original_checkpoints_are_one_line_errors(malformation, offici
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and "broken.pth" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]  # nothing written
+
+
+def test_convert_makes_a_saved_model_of_an_hrformer_layout_state_dict(tmp_path, capsys):
+    model = hrformer.create_model("hrformer_t", head="pose", num_keypoints=5).eval()
+    torch.save(model.state_dict(), tmp_path / "state.pth")
+    assert main(["convert", str(tmp_path / "state.pth"), str(tmp_path / "saved"), "--arch", "hrformer_t"]) == 0
+    assert "all tensors identical" in capsys.readouterr().out
+    reloaded = hrformer.from_pretrained(tmp_path / "saved")
+    assert reloaded.num_keypoints == 5 and reloaded.config == model.config
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=0)

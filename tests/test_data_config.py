@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import hrformer
-from hrformer.weights.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from hrformer.data_config import IMAGENET_MEAN, IMAGENET_STD
 
 DATA_KEYS = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "channel_order"}
 

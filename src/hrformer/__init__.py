@@ -18,9 +18,9 @@ from .factory import (
     from_pretrained,
     list_models,
     push_to_hub,
-    resolve_data_config,
     save_pretrained,
 )
+from .data_config import resolve_data_config
 from .export import export_onnx
 from .fast import fuse_for_inference, set_fast_path
 from . import classification, pose, segmentation  # hrformer.pose.predict etc. after a plain `import hrformer`

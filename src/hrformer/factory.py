@@ -27,7 +27,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from torch import nn
 
 from .config import ARCHITECTURES, CONFIG_FIELDS, Architecture, HRFormerConfig, find_architecture, shape_of
-from .data_config import resolve_data_config
 from .errors import CheckpointLayoutError, HRFormerError, InputError, InputTypeError
 from .heads import HEADS, head_in_state_dict
 from .model import HRFormer

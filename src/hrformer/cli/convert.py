@@ -1,5 +1,5 @@
-"""``hrformer convert SRC DST``: an original checkpoint -> ``model.safetensors`` + ``config.json``,
-reloaded strictly and compared tensor by tensor."""
+"""``hrformer convert SRC DST``: an original checkpoint (or a state dict in hrformer's layout, with
+``--arch``) -> ``model.safetensors`` + ``config.json``, reloaded strictly and compared tensor by tensor."""
 
 from __future__ import annotations
 
@@ -36,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
     check_no_overwrite(model_files("SRC", args.src), [("DST", weights_path), ("DST", config_path)])
     checkpoint = read_weights_file(args.src)
     layout = checkpoint.layout
-    if layout == "hrformer":
-        fail(f"{args.src}: already in hrformer's layout, nothing to convert; use it as it is, with its config.json "
-             f"beside it or its architecture named (e.g. hrformer export ARCH OUT.onnx --weights {args.src})")
+    if checkpoint.saved is not None:
+        fail(f"{args.src}: already a saved model (its config with it), nothing to convert")
+    if layout == "hrformer" and not args.arch:
+        fail(f"{args.src}: a state dict in hrformer's layout does not name its architecture; give it with --arch "
+             f"(e.g. hrformer convert {args.src} {args.dst} --arch hrformer_t)")
     model = model_from_file(checkpoint, args.arch).model
     with user_errors(f"DST {args.dst}"):
         weights, config = hrformer.save_pretrained(model, args.dst)
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         ["head", _head_text(model)],
         ["semantics", f"rel_pos_bias={model.config.rel_pos_bias}, upsample_mode={model.config.upsample_mode}, "
                       f"multiscale_output={model.config.multiscale_output}, window_size={model.config.window_size}"],
-        ["wrote", f"{weights} ({len(ours)} tensors), {config}"],
+        ["wrote", f"{weights} ({len(ours)} tensors, its config in its metadata)"
+                  + (f", {config}" if config is not None else "")],
         ["verified", "strict reload, all tensors identical" if identical else "MISMATCH after reload"],
     ]))
     return 0 if identical else 1
@@ -61,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Register the ``convert`` command on ``sub``."""
     p = sub.add_parser("convert", help="original checkpoint -> model.safetensors + config.json, verified")
-    p.add_argument("src", help="official or mmpose checkpoint (.pth/.pt/.bin/.safetensors)")
+    p.add_argument("src", help="official or mmpose checkpoint, or an hrformer-layout state dict with --arch "
+                               "(.pth/.pt/.bin/.safetensors)")
     p.add_argument("dst", help="output directory, or a .safetensors path (config.json is written beside it)")
-    p.add_argument("--arch", help="force a registered architecture (default: inferred from the tensor shapes)")
+    p.add_argument("--arch", help="the registered architecture (default: inferred from an original checkpoint's "
+                                  "tensor shapes; required for an hrformer-layout state dict)")
     p.set_defaults(func=run, weights_usage="hrformer convert {file} DST --arch {name}")
     return p
 

@@ -21,14 +21,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..data_config import IMAGENET_MEAN, IMAGENET_STD
 from ..datasets import DATASETS
 from ..errors import ConfigError, InputError
 from ..heads import HEADS
 from ..keypoints import COCO_KEYPOINTS, KeypointInfo
 from .layouts import LAYOUT_SEMANTICS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HF_HUB_ORG = "hrformer"
 
 
