@@ -18,7 +18,8 @@ from .resolve import DEFAULT_HEAD, SAVED_PREFIXES, load_model, looks_like_path
 
 def _paper_table() -> str:
     config_rows = [["model", "modules (stage 1-4)", "channels C1-C4", "heads H1-H4", "blocks", "window", "mlp ratio"]]
-    for name, cfg in ARCHS.items():
+    for name in PUBLISHED:  # the paper's Table 2: T, S, B (ARCHS also lists the HRNet and window variants)
+        cfg = ARCHS[name]
         config_rows.append([name, str(cfg.modules), str(cfg.channels), str(cfg.heads), str(cfg.blocks),
                             str(cfg.window_size), fmt(cfg.mlp_ratio, 0)])
     rows = [["model", "cls params M", "(paper)", "cls GMACs 224", "(paper GFLOPs)", "pose params M", "(paper)",
