@@ -190,3 +190,30 @@ def test_malformed_original_checkpoints_are_layout_errors(damage, tmp_path):
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(hrformer.CheckpointLayoutError):
         hrformer.from_original(tmp_path / "bad.pth")
+
+
+def test_saved_files_get_the_umask_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        weights, config = hrformer.save_pretrained(hrformer.create_model("hrformer_t"), tmp_path / "saved")
+    finally:
+        os.umask(umask)
+    assert {weights.stat().st_mode & 0o777, config.stat().st_mode & 0o777} == {0o644}
+
+
+def test_a_cached_original_download_is_checked_against_the_hash_in_its_name(tmp_path):
+    import hashlib
+
+    from hrformer.weights.hub import download_url
+
+    good = b"weights"
+    prefix = hashlib.sha256(good).hexdigest()[:8]
+    url = f"http://127.0.0.1:9/release/model-{prefix}_20220316.pth"  # never contacted: the file is cached
+    cached = tmp_path / f"model-{prefix}_20220316.pth"
+    cached.write_bytes(good)
+    assert download_url(url, tmp_path) == str(cached)
+    cached.write_bytes(b"tampered")
+    with pytest.raises(hrformer.WeightsUnavailableError, match=f"does not match the sha256 .*{prefix}"):
+        download_url(url, tmp_path)
