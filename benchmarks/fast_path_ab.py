@@ -58,7 +58,7 @@ def variants(old_lib, name: str, head) -> Dict[str, torch.nn.Module]:
     return models
 
 
-def conversion_ms(name: str, head, batch: int, h: int, w: int, repeats: int = 50) -> Dict[str, float]:
+def conversion_ms(name: str, head, batch: int, h: int, w: int, repeats: int = 200) -> Dict[str, float]:
     """The layout conversion alone: milliseconds (best of ``repeats``) to make the model's
     channels-last outputs NCHW-contiguous, next to one forward of the fused model. The copy is
     a fixed cost, so a quiet machine is not needed to bound its share."""
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--max-tries", type=int, default=2)
     p.add_argument("--conversion-only", action="store_true",
-                   help="time the layout conversion alone (best of 50) next to one fused forward")
+                   help="time the layout conversion alone (best of 200) next to one fused forward")
     p.add_argument("--out")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
