@@ -111,3 +111,9 @@ def test_the_resolver_is_a_leaf():
 
 def test_public_name_is_the_resolver():
     assert hrformer.resolve_data_config is data_config.resolve_data_config
+
+
+def test_imagenet_statistics_are_written_once():
+    literal = "0.485, 0.456, 0.406"
+    holders = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py") if literal in p.read_text()]
+    assert holders == ["data_config.py"]
