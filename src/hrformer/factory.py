@@ -422,7 +422,7 @@ def _savable(model: nn.Module) -> HRFormer:
     model = unwrap_model(model)
     if not isinstance(model, HRFormer):
         raise InputTypeError(f"expected an hrformer.HRFormer (or a wrapper of one), got {type(model).__name__}")
-    if getattr(model, "is_fused", False):
+    if model.is_fused:
         raise InputError(
             "this model was fused for inference (BatchNorm folded into the convolutions): its state dict no longer "
             "matches the architecture. Save the unfused model and fuse it after loading."

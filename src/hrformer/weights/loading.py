@@ -302,9 +302,9 @@ def load_state_dict_strict(
     loaded unless everything else matches.
     """
     model = unwrap_model(model)
-    if getattr(model, "is_fused", False):
-        raise InputError("this model was fused for inference: load the weights into the unfused model, then fuse it")
     own = model.state_dict()
+    if is_fused_state_dict(own):
+        raise InputError("this model was fused for inference: load the weights into the unfused model, then fuse it")
     not_float = [f"{k} ({sd[k].dtype})" for k in own if k in sd and own[k].is_floating_point()
                  and not sd[k].is_floating_point()]
     if not_float:
