@@ -88,7 +88,7 @@ def test_mistakes_are_refused_before_any_model_loads(files, tmp_path, capsys, no
         (["pose", img, "--model", pose, "--json", tmp_path / "no" / "r.json"], "--json", "does not exist"),
         (["pose", img, "--model", pose, "--device", "nonsense"], "--device 'nonsense'"),
         (["pose", img, "--model", pose, "--boxes", tmp_path / "missing.json"], "--boxes", "no such file"),
-        (["pose", img, "--model", pose, "--boxes", files / "garbage.png"], "not a readable JSON file"),
+        (["pose", img, "--model", pose, "--boxes", files / "garbage.png"], "not a readable list of boxes"),
         (["pose", img, "--model", pose, "--box", 0, 0, 9, 9, "--boxes", tmp_path / "b.json"], "not both"),
         (["segment", img, "--model", pose, "--out", tmp_path / "s.png", "--alpha", 5], "--alpha 5.0", "[0, 1]"),
         (["segment", img, "--model", pose, "--alpha", -0.1], "--alpha -0.1"),

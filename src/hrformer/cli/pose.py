@@ -16,14 +16,14 @@ Without boxes the whole image is one box. Writes the picture with boxes, scores 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..jsonfile import read_json
 from ..pose import BBOX_FORMATS, DECODE_METHODS
-from .errors import IMAGE_SUFFIXES, UserError, check_device, check_input, fail, user_errors
+from .errors import IMAGE_SUFFIXES, check_device, check_input, fail, user_errors
 from .files import check_no_overwrite, check_output, model_files, read_image, save_picture, to_json, write_json
 from .resolve import add_image_and_model_arguments, load_model
 
@@ -66,13 +66,8 @@ def read_boxes(path: str, bbox_format: Optional[str] = None,
     of 5 (with scores). ``bbox_format`` is the one given on the command line (None: not given);
     ``image`` the image's path (to pick its detections from a COCO results file)."""
     check_input(path, "--boxes")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        fail(f"--boxes {path}: not a readable JSON file ({e})")
-    except RecursionError as e:
-        raise UserError(f"--boxes {path}: JSON nested too deeply to be a list of boxes") from e
+    with user_errors("--boxes"):
+        data = read_json(path, "list of boxes")
     if isinstance(data, dict) and "boxes" in data:
         data = data["boxes"]
     if not isinstance(data, list):

@@ -19,7 +19,6 @@ lack are :class:`~hrformer.InputError` at construction; nothing is skipped silen
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import HRFormerError, InputError
+from ..jsonfile import read_json
 from ..image import load_image
 from .metrics import load_coco_annotations
 
@@ -135,13 +135,7 @@ class CocoPoseDataset(Dataset):
         return [x1, y1, x2, y2] if x2 > x1 and y2 > y1 else None
 
     def _detections(self, path: Path, score_thr: float) -> List[Tuple[int, List[float], float]]:
-        if not path.is_file():
-            raise InputError(f"--boxes {path}: no such file")
-        try:
-            with open(path, encoding="utf-8") as f:
-                dets = json.load(f)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise InputError(f"{path}: not a readable JSON file ({e})") from e
+        dets = read_json(path, "detection file (--boxes)")
         if not isinstance(dets, list) or not all(isinstance(d, dict) for d in dets):
             raise InputError(f"{path}: a detection file is a JSON list of {{'image_id', 'category_id', 'bbox', "
                              "'score'}} (COCO results format)")

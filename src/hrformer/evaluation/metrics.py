@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, InputTypeError
+from ..jsonfile import read_json
 from ..keypoints import COCO_KEYPOINTS
 
 __all__ = [
@@ -174,13 +175,7 @@ def load_coco_annotations(ann_file: Union[str, "os.PathLike[str]"]) -> Dict[str,
     """A COCO keypoint annotation file as a dict; a missing file, bad JSON or another task's
     annotations (no keypoint category) is one :class:`~hrformer.InputError`."""
     path = os.fspath(ann_file)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such annotation file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"{path}: not a readable JSON file ({e})") from e
+    data = read_json(path, "annotation file")
     _check_keypoint_annotations(data, path)
     return data
 
@@ -194,11 +189,7 @@ def coco_keypoint_eval(ann_file: Union[str, "os.PathLike[str]"], results: Union[
     data = load_coco_annotations(ann_file)
     if not isinstance(results, list):
         path = os.fspath(results)
-        try:
-            with open(path, encoding="utf-8") as f:
-                results = json.load(f)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise InputError(f"{path}: not a readable COCO results file ({e})") from e
+        results = read_json(path, "COCO results file")
         if not isinstance(results, list):
             raise InputError(f"{path}: a COCO results file is a JSON list of detections")
     if not results:
