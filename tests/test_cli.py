@@ -17,6 +17,7 @@ import hrformer.segmentation
 from hrformer.cli import main
 from hrformer.cli import resolve
 from hrformer.config import HRFORMER_T
+from cli_helpers import assert_user_error, no_model_loading, run_cli  # noqa: F401 (fixture)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -50,31 +51,6 @@ def files(tmp_path_factory):
     (root / "garbage.png").write_bytes(b"not an image")
     (root / "garbage.pth").write_bytes(b"not a checkpoint")
     return root
-
-
-def run_cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def assert_user_error(capsys, argv, *fragments):
-    status, _, err = run_cli(capsys, *argv)
-    assert status == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a model was loaded before the command line was checked")
-
-    for command in ("pose", "segment", "export"):
-        monkeypatch.setattr(f"hrformer.cli.{command}.load_model", forbidden)
 
 
 # --------------------------------------------------------------------------- errors before any work

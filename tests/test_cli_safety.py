@@ -21,6 +21,7 @@ from hrformer.cli.errors import command_advice
 from hrformer.cli.files import atomic_output, float32_precision, to_json
 from hrformer.cli.pose import read_boxes
 from hrformer.config import HRFORMER_T
+from cli_helpers import assert_user_error, no_model_loading, run_cli  # noqa: F401 (fixture)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -44,31 +45,6 @@ def files(tmp_path_factory):
     picture.save(root / "img.png")
     picture.save(root / "img.jpg", quality=90)  # noise: most of the file is image data
     return root
-
-
-def run_cli(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def assert_user_error(capsys, argv, *fragments):
-    status, _, err = run_cli(capsys, *argv)
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a model was loaded before the command line was checked")
-
-    for command in ("pose", "segment", "export", "classify"):
-        monkeypatch.setattr(f"hrformer.cli.{command}.load_model", forbidden)
 
 
 def digest(path) -> str:
