@@ -65,4 +65,5 @@ def test_torchrun_error_in_one_shard_stops_every_process(tmp_path):
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and all("000000000101.jpg" in line for line in errors)
+    # The failing rank prints its error; torchrun may stop the other before it prints its own copy.
+    assert 1 <= len(errors) <= 2 and all("000000000101.jpg" in line for line in errors)
