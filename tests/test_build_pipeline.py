@@ -217,3 +217,11 @@ def test_a_cached_original_download_is_checked_against_the_hash_in_its_name(tmp_
     cached.write_bytes(b"tampered")
     with pytest.raises(hrformer.WeightsUnavailableError, match=f"does not match the sha256 .*{prefix}"):
         download_url(url, tmp_path)
+
+
+def test_a_saved_model_with_changed_options_loads_under_its_architecture_name(tmp_path):
+    model = hrformer.create_model("hrformer_t", head="pose", window_size=5).eval()
+    hrformer.save_pretrained(model, tmp_path)
+    loaded = hrformer.create_model("hrformer_t", pretrained=str(tmp_path))
+    assert loaded.config.window_size == 5
+    torch.testing.assert_close(_out(loaded), _out(model), rtol=0, atol=0)

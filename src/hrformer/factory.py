@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
-from .config import ARCHITECTURES, CONFIG_FIELDS, Architecture, HRFormerConfig, find_architecture, shape_of
+from .config import ARCHITECTURES, CONFIG_FIELDS, Architecture, HRFormerConfig, find_architecture
 from .errors import CheckpointLayoutError, HRFormerError, InputError, InputTypeError
 from .heads import HEADS, head_in_state_dict
 from .model import HRFormer
@@ -164,11 +164,12 @@ def _base_config(arch: Optional[str], checkpoint: Optional[Checkpoint], saved: O
                  ) -> Tuple[str, HRFormerConfig, bool]:
     """(model name, config before the weights' and user's arguments, whether the head's original
     defaults fill what neither sets). A saved model is rebuilt from its own config; a registered name
-    given with it must have the same shape."""
+    given with it must be of the same widths and block type (its other options may have been changed)."""
     if saved is not None:
         config = HRFormerConfig.from_dict(saved["config"], source=f"{saved['source']} ('config')")
         held = saved.get("architecture") or find_architecture(config)
-        if arch is not None and shape_of(config) != shape_of(get_model_entry(arch).config):
+        named = get_model_entry(arch).config if arch is not None else config
+        if (named.channels, named.block) != (config.channels, config.block):
             raise CheckpointLayoutError(
                 f"the saved model is {held or 'an unregistered architecture'} ({_shape_text(config)}), not {arch} "
                 f"({_shape_text(get_model_entry(arch).config)}); name its architecture or leave the name out")

@@ -204,13 +204,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_workers() -> int:
+    """Workers overlap decoding with the network only where cores are left over for them: measured on
+    2 cores, the loop reached 0.98x the network alone without workers and 0.72x with 2
+    (benchmarks/RESULTS.md, evaluation loop)."""
+    return min(4, (os.cpu_count() or 1) // 4)
+
+
 def _common(p: argparse.ArgumentParser, data_help: str, batch_help: str, batch_default: int) -> None:
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--model", help="arch.tag with trained weights, a saved model directory / .safetensors, "
                                    "hf-hub:org/name, an original checkpoint, or a bare arch with --weights")
     p.add_argument("--weights", help="a checkpoint for --model (an architecture or tag)")
     p.add_argument("--batch-size", type=int, default=batch_default, help=batch_help)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes reading the images (default 2)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="DataLoader processes reading the images (default: a quarter of the CPU cores, at most 4; "
+                        f"here {default_workers()}): on a 2-core machine workers only take CPU from the network")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); under torchrun cuda means "
                                                    "cuda:LOCAL_RANK")
     p.add_argument("--fuse", action="store_true", help="fuse_for_inference() first (BatchNorm folded, fast kernels)")
