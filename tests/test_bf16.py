@@ -117,3 +117,21 @@ def test_dtype_is_checked():
     model = HRFormer(SMALL, head=None)
     with pytest.raises(ValueError, match="torch.bfloat16"):
         model.fuse_for_inference(dtype=torch.float16)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "fma"}, torch.float32),                                  # AMD EPYC, most CPUs: emulated bf16
+    ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),              # native bf16 products
+    ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, torch.bfloat16),     # AMX
+])
+def test_auto_dtype_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, caplog, flags, expected):
+    import logging
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    model = HRFormer(SMALL, head="pose").eval()
+    with caplog.at_level(logging.INFO, logger="hrformer"):
+        fuse_for_inference(model, dtype="auto")
+    assert model.stem.conv1.conv.weight.dtype == expected and model.is_fused
+    assert "dtype='auto') took" in caplog.text
+    out = model(torch.randn(1, 3, 64, 48))
+    assert out.dtype == torch.float32  # fp32 in, fp32 out either way

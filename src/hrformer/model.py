@@ -370,14 +370,15 @@ class HRFormer(nn.Module):
                         m.eval()
         return self
 
-    def fuse_for_inference(self, dtype: Optional[torch.dtype] = None) -> "HRFormer":
+    def fuse_for_inference(self, dtype: Union[None, str, torch.dtype] = None) -> "HRFormer":
         """Inference mode (irreversible; returns self): see :func:`hrformer.fast.fuse_for_inference`.
         Every BatchNorm is folded into its convolution, the fused inference modules replace the
         reference layers and ``is_fused`` becomes True; outputs equal the unfused model's to about
         1e-6 relative, NaN and Inf included. The fused model refuses ``train()`` and
         ``save_pretrained``; it pickles (``torch.save(model)``, ``copy.deepcopy``) as any module.
         ``dtype=torch.bfloat16``: folded in fp32, then cast; fp32 images in, fp32 outputs out, within
-        about 3e-2 relative (faster only with AMX / AVX512-BF16 or a GPU)."""
+        about 3e-2 relative (faster only with AMX / AVX512-BF16 or a GPU); ``dtype="auto"``: bf16
+        where the device computes it natively, else fp32."""
         return fuse_for_inference(self, dtype=dtype)
 
 

@@ -3,9 +3,11 @@ layers, optionally cast to bf16."""
 
 from __future__ import annotations
 
+import logging
+
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, TypeVar
+from typing import Any, Dict, Optional, TypeVar, Union
 
 import torch
 from torch import nn
@@ -17,6 +19,8 @@ from ..layers.conv_blocks import BasicBlock, Bottleneck
 from ..layers.conv_norm_act import ConvNormAct
 from . import cpu
 from .modules import FusedBasicBlock, FusedBottleneck, FusedConvNormAct, FusedWindowAttention, folded_conv
+
+logger = logging.getLogger("hrformer")
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -79,7 +83,21 @@ def cast_floats(value: Any, dtype: torch.dtype) -> Any:
 
 def _check_dtype(dtype: Optional[torch.dtype]) -> None:
     if dtype not in (None, torch.float32, torch.bfloat16):
-        raise InputError(f"dtype must be None (keep the model's), torch.float32 or torch.bfloat16, got {dtype!r}")
+        raise InputError(f"dtype must be None (keep the model's), 'auto', torch.float32 or torch.bfloat16, "
+                         f"got {dtype!r}")
+
+
+def native_dtype(model: nn.Module) -> Optional[torch.dtype]:
+    """What ``dtype="auto"`` takes: bf16 where the model's device computes it natively (a CPU with AMX
+    or AVX512-BF16, a CUDA GPU with bf16), else None (the model's own dtype, fp32). On other CPUs bf16
+    products are emulated and run slower than fp32."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "cpu":
+        native = cpu.native_bf16(cpu.cpu_flags())
+    else:
+        native = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if native else None
 
 
 def _warn_without_native_bf16(model: nn.Module) -> None:
@@ -96,7 +114,7 @@ def _warn_without_native_bf16(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def fuse_for_inference(model: M, dtype: Optional[torch.dtype] = None) -> M:
+def fuse_for_inference(model: M, dtype: Union[None, str, torch.dtype] = None) -> M:
     """Eval mode, every BatchNorm folded into its convolution, the fused inference modules put in
     place of the reference layers (irreversible; returns ``model``). For an :class:`hrformer.HRFormer`
     outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included;
@@ -107,9 +125,15 @@ def fuse_for_inference(model: M, dtype: Optional[torch.dtype] = None) -> M:
     takes fp32 images and returns fp32 outputs (cast at its entry and exit), within about 3e-2
     relative of fp32 (the OCR head stays fp32: see :data:`KEEP_FP32`). Faster only on CPUs with
     native bf16 (AMX, AVX512-BF16) or on GPUs; on other CPUs it warns. ``None`` keeps the model's
-    dtype."""
+    dtype. ``"auto"``: bf16 where the device computes it natively, else the model's dtype
+    (:func:`native_dtype`); the choice is logged on the ``hrformer`` logger (INFO) and readable as the
+    parameters' dtype."""
     from ..model import HRFormer  # hrformer.model imports this module
 
+    if isinstance(dtype, str) and dtype == "auto":
+        dtype = native_dtype(model)
+        logger.info("hrformer: fuse_for_inference(dtype='auto') took %s on %s", dtype or "float32 (the model's own)",
+                    cpu.cpu_model() if dtype is None or next(model.parameters()).device.type == "cpu" else "the GPU")
     _check_dtype(dtype)
     hrformer = model if isinstance(model, HRFormer) else None
     if hrformer is not None and hrformer.is_fused:
