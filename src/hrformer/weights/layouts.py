@@ -64,7 +64,6 @@ LAYOUT_SEMANTICS: Dict[str, LayoutSemantics] = {
     "mmpose": LayoutSemantics(rel_pos_bias=True, upsample_mode="bilinear"),
 }
 LAYOUTS = (*LAYOUT_SEMANTICS, "hrformer")
-LAYOUT_CHANNEL_ORDER = {name: sem.channel_order for name, sem in LAYOUT_SEMANTICS.items() if sem.channel_order != "RGB"}
 
 # The official segmentation net's head modules (seg/lib/models/nets/hrt.py), all present in its files.
 _SEG_HEAD_PREFIXES = ("conv3x3.", "aux_head.", "ocr_distri_head.", "cls_head.")
