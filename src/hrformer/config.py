@@ -151,7 +151,7 @@ class HRFormerConfig:
         try:
             return cls(**d)
         except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+            raise ConfigError(f"{source}: {e}") from e
 
     def with_(self, **changes: Any) -> "HRFormerConfig":
         unknown = sorted(set(changes) - {f.name for f in fields(self)})

@@ -81,8 +81,8 @@ def _read_file(path: Union[str, "os.PathLike[str]"], in_chans: int) -> Tensor:
         raise FileNotFoundError(f"image {name!r}: no such file")
     try:
         img = Image.open(name)  # reads the header only; Pillow checks the pixel count here
-    except Image.UnidentifiedImageError:
-        raise InputError(f"image {name!r}: not an image file Pillow can read") from None
+    except Image.UnidentifiedImageError as e:
+        raise InputError(f"image {name!r}: not an image file Pillow can read") from e
     except (PermissionError, IsADirectoryError):  # the file system's refusals stay OSErrors
         raise
     except (OSError, SyntaxError, EOFError) as e:  # a header cut short

@@ -42,7 +42,7 @@ def parse_boxes(boxes: Any, image_size: SizeLike, bbox_format: str = "xyxy") -> 
     try:
         table = torch.as_tensor(boxes, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise InputTypeError(f"boxes must be a tensor, numpy array or list of (N, 4) / (N, 5) numbers ({err})") from None
+        raise InputTypeError(f"boxes must be a tensor, numpy array or list of (N, 4) / (N, 5) numbers ({err})") from err
     if table.numel() == 0:
         table = table.reshape(0, 4)
     if table.dim() == 1:

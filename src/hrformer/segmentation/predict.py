@@ -68,8 +68,8 @@ def _check_scales(scales: Optional[Sequence[float]]) -> Tuple[float, ...]:
                              f"string {scales!r}")
     try:
         values = tuple(float(s) for s in scales)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"scales must be a sequence of numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}") from None
+    except (TypeError, ValueError) as e:
+        raise InputTypeError(f"scales must be a sequence of numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}") from e
     if not values or not all(math.isfinite(s) and s > 0 for s in values):
         raise InputError(f"scales must be a non-empty sequence of positive numbers, e.g. (0.75, 1.0, 1.25), got {scales!r}")
     return values

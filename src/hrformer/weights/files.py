@@ -97,7 +97,9 @@ def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
         try:
             return load_file(path)
         except Exception as e:  # safetensors raises its own error types
-            raise CheckpointReadError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+            raise CheckpointReadError(f"{path}: corrupt or truncated safetensors file ({e})") from e
+    # Causes are dropped here on purpose: torch's unpickling errors end in advice to load with
+    # weights_only=False, which would run the file's code; our message says what the file needs instead.
     try:
         return _torch_load(path)
     except pickle.UnpicklingError as e:
@@ -111,7 +113,7 @@ def read_checkpoint(path: PathLike) -> Mapping[str, Any]:
             raise _refused(path, needed) from None
         raise CheckpointReadError(
             f"{path}: not a readable PyTorch checkpoint, corrupt or truncated ({type(e).__name__}: {e})"
-        ) from None
+        ) from e
 
 
 def _first_line(error: Exception) -> str:

@@ -164,9 +164,9 @@ def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool 
             raise
         raise WeightsUnavailableError(
             f"{url}: sha256 mismatch, the file name promises {expected}... ({e}); the download was discarded"
-        ) from None
+        ) from e
     except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
-        raise WeightsUnavailableError(f"{url}: download failed ({type(e).__name__}: {e})") from None
+        raise WeightsUnavailableError(f"{url}: download failed ({type(e).__name__}: {e})") from e
     return path
 
 
