@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 import hrformer
 from hrformer.evaluation import CocoPoseDataset, evaluate_pose
+from hrformer.fast.cpu import cpu_model
 
 
 def make_dataset(root: Path, images: int, seed: int = 0) -> Path:
@@ -61,16 +61,6 @@ def make_dataset(root: Path, images: int, seed: int = 0) -> Path:
         json.dumps({"images": infos, "annotations": anns, "categories": cats}))
     (root / "dets.json").write_text(json.dumps(dets))
     return root / "dets.json"
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:
@@ -136,7 +126,7 @@ def main() -> None:
         "images_per_s": {k: n / v for k, v in best.items()},
         "loop_over_predict": best["predict"] / best["loop"],
         "loop_over_network": best["network"] / best["loop"],
-        "seconds": timings, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "seconds": timings, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "load_average": os.getloadavg(),
     }
     print(json.dumps({k: report[k] for k in ("images", "persons", "images_per_s", "loop_over_predict",

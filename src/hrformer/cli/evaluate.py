@@ -14,7 +14,6 @@ shared out over the processes (gloo on CPU, nccl on CUDA) and rank 0 reports.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import sys
@@ -29,35 +28,20 @@ TASKS = {"pose": "pose", "segment": "segmentation", "classify": "classification"
 
 
 def _sha256(path: str) -> Optional[str]:
-    """The sha256 of a weights file (a saved directory: its model.safetensors)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.safetensors"
-    if not p.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The sha256 of a weights file (a saved directory: its model.safetensors), None if there is none."""
+    from ..weights.hub import file_sha256, saved_paths
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    weights = saved_paths(path)[0] if os.path.isdir(path) else Path(path)
+    return file_sha256(weights) if weights.is_file() else None
 
 
 def machine(device: Any) -> Dict[str, Any]:
     """Where the numbers were measured: CPU, cores, torch, device (GPU name)."""
     import torch
 
-    info = {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    from ..fast.cpu import cpu_model
+
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "device": str(device)}
     if getattr(device, "type", "") == "cuda":

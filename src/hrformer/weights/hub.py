@@ -129,7 +129,8 @@ def hash_prefix_in_name(filename: str) -> Optional[str]:
     return m[1] if m else None
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -148,7 +149,7 @@ def download_url(url: str, cache_dir: Optional[PathLike] = None, progress: bool 
     path = os.path.join(directory, filename)
     expected = hash_prefix_in_name(filename)
     if os.path.isfile(path):
-        if expected and not _sha256(path).startswith(expected):
+        if expected and not file_sha256(path).startswith(expected):
             raise WeightsUnavailableError(
                 f"{path}: the cached download does not match the sha256 its name promises ({expected}...): damaged "
                 "or replaced. Delete it to download it again."
