@@ -42,7 +42,7 @@ DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mod
 __all__ = [
     "CHANNEL_ORDERS", "DATA_KEYS", "DEFAULT_CROP_MODE", "DEFAULT_CROP_PCT", "DEFAULT_INPUT_SIZE",
     "DEFAULT_INTERPOLATION", "IMAGENET_MEAN", "IMAGENET_STD", "head_defaults", "resolve_data_config",
-    "resolve_model_data_config", "unwrap_model",
+    "cfg_value", "resolve_model_data_config", "unwrap_model",
 ]
 
 
@@ -57,7 +57,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _get(cfg: Any, key: str) -> Any:
+def cfg_value(cfg: Any, key: str) -> Any:
     """``cfg[key]`` of a mapping or ``cfg.key`` of an object; None when absent."""
     if cfg is None:
         return None
@@ -72,9 +72,9 @@ def head_defaults(model: Optional[nn.Module]) -> Dict[str, Any]:
     ImageNet ``mean`` / ``std``, bilinear, centre crop, RGB. A model without a head (a backbone or
     a network of your own) gets ImageNet classification's 224x224 without crop."""
     head = getattr(model, "head", None)
-    size = _get(head, "default_input_size") or DEFAULT_INPUT_SIZE
-    crop_pct = _get(head, "crop_pct") or DEFAULT_CROP_PCT
-    in_chans = _get(model, "in_chans") or 3
+    size = cfg_value(head, "default_input_size") or DEFAULT_INPUT_SIZE
+    crop_pct = cfg_value(head, "crop_pct") or DEFAULT_CROP_PCT
+    in_chans = cfg_value(model, "in_chans") or 3
     return {
         "input_size": (int(in_chans), int(size[0]), int(size[1])), "interpolation": DEFAULT_INTERPOLATION,
         "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": float(crop_pct), "crop_mode": DEFAULT_CROP_MODE,
@@ -152,14 +152,14 @@ def resolve_data_config(
     for key in DATA_KEYS:
         value = args.get(key)
         if value is None:
-            value = _get(pretrained_cfg, key)
+            value = cfg_value(pretrained_cfg, key)
         config[key] = defaults[key] if value is None else value
 
     where = "resolve_data_config: "
-    if use_test_size and args.get("input_size") is None and _get(pretrained_cfg, "test_size"):
-        config["input_size"] = (config["input_size"][0], *_get(pretrained_cfg, "test_size"))
+    if use_test_size and args.get("input_size") is None and cfg_value(pretrained_cfg, "test_size"):
+        config["input_size"] = (config["input_size"][0], *cfg_value(pretrained_cfg, "test_size"))
     config["input_size"] = _input_size(tuple(config["input_size"]), where)
-    if model is not None and args.get("input_size") is None and _get(model, "in_chans"):
+    if model is not None and args.get("input_size") is None and cfg_value(model, "in_chans"):
         # The model decides its channels: the cfg of the weights it was adapted from may say 3.
         config["input_size"] = (int(model.in_chans), *config["input_size"][1:])
     in_chans = config["input_size"][0]

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import HRFormerError, InputError
+from ..inference import normalize
+from ..pose.pipeline import pose_settings
 from .datasets import CocoPoseDataset, ImageFolderDataset, SegmentationDataset, read_image
 from .metrics import SegmentationMetric, coco_keypoint_metrics, topk_accuracy
 
@@ -190,12 +192,6 @@ def _check_eval(model: nn.Module, task: str) -> None:
     check_model(model, task)
 
 
-def _cfg_get(cfg: Any, key: str) -> Any:
-    if cfg is None:
-        return None
-    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
-
-
 # --------------------------------------------------------------------------- pose
 class _PoseCrops:
     """Worker side of the pose loop: read the image, cut the crop of every box, normalise."""
@@ -209,36 +205,8 @@ class _PoseCrops:
         image = read_image(item["path"])
         in_h, in_w = self.input_size
         center, scale = box_to_center_scale(item["boxes"], aspect_ratio=in_w / in_h)
-        crops = _normalize(crop(image, center, scale, self.input_size, udp=self.udp), self.cfg)
+        crops = normalize(crop(image, center, scale, self.input_size, udp=self.udp), self.cfg)
         return {**item, "crops": crops, "center": center, "scale": scale, "image_size": tuple(image.shape[-2:])}
-
-
-def _pose_settings(model: nn.Module, input_size: Optional[Tuple[int, int]],
-                   method: Optional[str]) -> Tuple[Dict[str, Any], Tuple[int, int], str]:
-    """The preprocessing (``hrformer.resolve_data_config``), network input (H, W) and heatmap
-    decoding of a pose model, as :func:`hrformer.pose.predict` takes them."""
-    from .. import resolve_data_config
-    from ..pose import DECODE_METHODS
-
-    resolved = resolve_data_config(model)
-    cfg = {"mean": tuple(resolved["mean"]), "std": tuple(resolved["std"]),
-           "channel_order": str(resolved.get("channel_order") or "RGB").upper()}
-    if input_size is None:
-        input_size = tuple(resolved["input_size"][-2:])
-    method = (method or _cfg_get(getattr(model, "pretrained_cfg", None), "decode_method")
-              or getattr(getattr(model, "head", None), "decode_method", None) or "msra")
-    if method not in DECODE_METHODS:
-        raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}")
-    return cfg, (int(input_size[0]), int(input_size[1])), method
-
-
-def _normalize(images: Tensor, cfg: Dict[str, Any]) -> Tensor:
-    """[0, 1] RGB crops -> the network input: ``channel_order``, then ``(x - mean) / std``."""
-    if cfg["channel_order"] == "BGR":
-        images = images.flip(-3)
-    mean = torch.tensor(cfg["mean"], dtype=images.dtype).view(-1, 1, 1)
-    std = torch.tensor(cfg["std"], dtype=images.dtype).view(-1, 1, 1)
-    return (images - mean) / std
 
 
 def evaluate_pose(
@@ -269,7 +237,7 @@ def evaluate_pose(
     _check_eval(model, "pose")
     if not isinstance(dataset, CocoPoseDataset):
         raise InputError(f"evaluate_pose takes a CocoPoseDataset, got {type(dataset).__name__}")
-    cfg, size, method = _pose_settings(model, input_size, method)
+    cfg, size, method = pose_settings(model, input_size, method)
     info = keypoint_info(model)
     flip_indices = info.flip_indices if info is not None else None
     if flip and flip_indices is None:

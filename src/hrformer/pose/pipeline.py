@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..data_config import IMAGENET_MEAN, IMAGENET_STD, resolve_data_config
+from ..data_config import IMAGENET_MEAN, IMAGENET_STD, cfg_value, resolve_data_config
 from ..errors import InputError, InputTypeError
 from ..image import load_images
 from ..inference import check_model, model_device_dtype, normalize
@@ -81,20 +81,11 @@ def _finite_or_none(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def _cfg_value(cfg: Any, key: str) -> Any:
-    """``cfg.key`` or ``cfg[key]``; None when ``cfg`` is None or lacks it."""
-    if cfg is None:
-        return None
-    if isinstance(cfg, Mapping):
-        return cfg.get(key)
-    return getattr(cfg, key, None)
-
-
 def keypoint_info(model: nn.Module) -> Optional[KeypointInfo]:
     """The model's keypoint metadata: ``pretrained_cfg.keypoint_info`` if set, else what its head
     knows of its outputs (``model.head.default_metadata``: COCO-17 for 17 heatmaps), else None."""
     cfg = getattr(model, "pretrained_cfg", None)
-    info = _cfg_value(cfg, "keypoint_info")
+    info = cfg_value(cfg, "keypoint_info")
     if isinstance(info, KeypointInfo):
         return info
     if isinstance(info, Mapping):
@@ -108,7 +99,7 @@ def keypoint_info(model: nn.Module) -> Optional[KeypointInfo]:
 
 
 def _flip_indices_for(model: nn.Module, num_keypoints: int) -> Sequence[int]:
-    indices = _cfg_value(getattr(model, "pretrained_cfg", None), "flip_indices")
+    indices = cfg_value(getattr(model, "pretrained_cfg", None), "flip_indices")
     if indices is None:
         info = keypoint_info(model)
         indices = info.flip_indices if info is not None else None
@@ -139,6 +130,20 @@ def _input_size(input_size: Optional[SizeLike], cfg: Mapping) -> Tuple[int, int]
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 4 for v in input_size)):
         raise InputError(f"input_size must be (H, W), two ints >= 4 (e.g. (256, 192)), got {input_size!r}")
     return int(input_size[0]), int(input_size[1])
+
+
+def pose_settings(model: nn.Module, input_size: Optional[SizeLike] = None, method: Optional[str] = None
+                  ) -> Tuple[Dict[str, Any], Tuple[int, int], str]:
+    """(preprocessing, network input (H, W), heatmap decoding) of a pose model for :func:`predict`'s
+    ``input_size`` / ``method`` arguments (None: the model's): :func:`resolve_data_config`, then the
+    cfg's ``decode_method``, else the head's."""
+    cfg = resolve_data_config(model)
+    size = _input_size(input_size, cfg)
+    method = (method or cfg_value(getattr(model, "pretrained_cfg", None), "decode_method")
+              or getattr(getattr(model, "head", None), "decode_method", None) or "msra")
+    if method not in DECODE_METHODS:
+        raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}")
+    return cfg, size, method
 
 
 def _is_box_set(item: Any) -> bool:
@@ -294,12 +299,7 @@ def predict(
     ``torch.inference_mode``, :func:`~hrformer.pose.decode_heatmaps` and the map back to the image.
     """
     check_model(model, "pose")
-    cfg = resolve_data_config(model)
-    size = _input_size(input_size, cfg)
-    method = (method or _cfg_value(getattr(model, "pretrained_cfg", None), "decode_method")
-              or getattr(getattr(model, "head", None), "decode_method", None) or "msra")
-    if method not in DECODE_METHODS:
-        raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}")
+    cfg, size, method = pose_settings(model, input_size, method)
     batch_size = _positive_int(batch_size, "batch_size")
     if not isinstance(flip, bool):
         raise InputTypeError(f"flip must be True or False, got {flip!r}")

@@ -15,14 +15,13 @@ image (HRFormer-T + OCR at 2000x3000: 6.3 GB whole, under 2 GB with 1024x1024 wi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data_config import resolve_data_config
+from ..data_config import cfg_value, resolve_data_config
 from ..errors import InputError, InputTypeError
 from ..image import ImageLike, load_images
 from ..inference import check_model, model_device_dtype, normalize
@@ -209,8 +208,8 @@ def predict(
     channels = preprocessing["input_size"][0]
     images, batched = load_images(image, channel_order=channel_order, in_chans=channels)
     cfg = getattr(model, "pretrained_cfg", None)
-    names = _cfg_value(cfg, "class_names")
-    dataset = _cfg_value(cfg, "dataset")
+    names = cfg_value(cfg, "class_names")
+    dataset = cfg_value(cfg, "dataset")
     device, dtype = model_device_dtype(model)
     for img in images:
         _check_budget(model, img.shape[-2], img.shape[-1], channels, scale_values, flip, crop, step, batch_size,
@@ -223,9 +222,3 @@ def predict(
             results.append(SegmentationResult(logits=logits, labels=logits.argmax(0),
                                               class_names=tuple(names) if names else None, dataset=dataset))
     return results if batched else results[0]
-
-
-def _cfg_value(cfg: Any, key: str) -> Any:
-    if cfg is None:
-        return None
-    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
