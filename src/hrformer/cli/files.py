@@ -20,12 +20,12 @@ import json
 import math
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..atomic import atomic_paths
 from ..errors import HRFormerError, InputError
 from .errors import fail, user_errors
 
@@ -118,32 +118,13 @@ def check_no_overwrite(inputs: Sequence[Labelled], outputs: Sequence[Labelled]) 
 
 
 # --------------------------------------------------------------------------- atomic writes
-def _umask_mode() -> int:
-    """0o666 less the process umask: the mode ``open(path, "w")`` would give a new file."""
-    mask = os.umask(0)  # reading the umask means setting it; restored at once
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 @contextlib.contextmanager
 def atomic_output(path: str, flag: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path`` (same extension, so writers that pick the format from
-    it still do); when the block succeeds it becomes ``path`` (``os.replace``: readers see the old
-    file or the new one, never a part), mode per umask; when it fails it is removed. A symlink is
-    written through (its target replaced), as ``open(path, "w")`` would."""
-    target = os.path.realpath(path)
-    with user_errors(f"{flag} {path}"):
-        fd, tmp = tempfile.mkstemp(prefix=".hrformer-", suffix=Path(target).suffix, dir=os.path.dirname(target))
-        os.close(fd)
-    try:
+    """Yield a temporary path beside ``path`` that becomes ``path`` when the block succeeds
+    (:func:`hrformer.atomic.atomic_paths`: never a part, umask mode, symlinks written through);
+    a file error is one line naming ``flag``."""
+    with user_errors(f"{flag} {path}"), atomic_paths(path) as (tmp,):
         yield tmp
-        with user_errors(f"{flag} {path}"):
-            os.chmod(tmp, _umask_mode())
-            os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- JSON

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ..atomic import atomic_paths
 from ..errors import CheckpointLayoutError, CheckpointReadError, ConfigError, InputError, WeightsUnavailableError
 from .files import PathLike
 
@@ -188,28 +189,6 @@ def saved_paths(path: PathLike) -> Tuple[Path, Path]:
     return path / WEIGHTS_NAME, path / CONFIG_NAME
 
 
-def _atomic_writes(files: Dict[Path, Callable[[str], None]]) -> None:
-    """Write every file to a temporary sibling first and rename them into place only when all were
-    written: a failure leaves the previous files (or none) untouched, never a mix of old and new.
-    New files get the mode the umask gives (``mkstemp`` would leave them 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    temps: Dict[Path, str] = {}
-    try:
-        for target, write in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            os.close(fd)
-            temps[target] = tmp
-            write(tmp)
-            os.chmod(tmp, 0o666 & ~umask)
-        for target, tmp in temps.items():
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
 def write_saved(path: PathLike, tensors: Dict[str, torch.Tensor], config: Dict[str, Any]
                 ) -> Tuple[Path, Optional[Path]]:
     """Write the weights (``config`` in their metadata) and ``config.json`` (see :func:`saved_paths`),
@@ -230,7 +209,9 @@ def write_saved(path: PathLike, tensors: Dict[str, torch.Tensor], config: Dict[s
     owner = _config_owner(config_path)
     if weights.name == WEIGHTS_NAME or owner in (_NO_FILE, weights.name):
         files[config_path] = lambda tmp: Path(tmp).write_text(text)
-    _atomic_writes(files)
+    with atomic_paths(*files) as temps:
+        for tmp, write in zip(temps, files.values()):
+            write(tmp)
     return weights, (config_path if config_path in files else None)
 
 
