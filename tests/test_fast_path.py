@@ -36,11 +36,12 @@ def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn
         assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
-@pytest.mark.parametrize("explicit", [True, False], ids=["explicit-softmax", "flash-kernel"])
-def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(explicit, monkeypatch, randomise_bn):
-    """The explicit softmax runs where it measured faster (fp32 on the CPUs in EXPLICIT_ISA), the
-    flash kernel elsewhere; both give the reference outputs, whichever CPU runs the test."""
-    monkeypatch.setattr(modules, "EXPLICIT_ISA", (modules.CPU_CAPABILITY,) if explicit else ())
+@pytest.mark.parametrize("path", ["explicit", "flash", "auto"])
+def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(path, monkeypatch, randomise_bn):
+    """The explicit product or the flash kernel, pinned or timed once per shape ("auto"): both give
+    the reference outputs, whichever CPU runs the test."""
+    monkeypatch.setattr(modules, "attention_path", path)
+    monkeypatch.setattr(modules, "_explicit_faster", {})
     calls = []
     reference_attend = LocalWindowAttention.attend
     monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: calls.append(1) or reference_attend(self, *a))
@@ -51,8 +52,23 @@ def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(ex
     ref = outputs(model, x)
     calls.clear()
     out = outputs(fused, x)
-    assert bool(calls) is not (explicit and kernels.fast_path_enabled())
+    if path == "auto":  # one timing per window shape (one per branch here), reused by later calls
+        shapes = {key[0] for key in modules._explicit_faster}
+        assert len(shapes) == 4 and len(modules._explicit_faster) == 4
+        explicit_calls = sum(modules._explicit_faster.values())
+    else:
+        explicit_calls = 1 if path == "explicit" else 0
+    assert (len(calls) < sum(isinstance(m, FusedWindowAttention) for m in fused.modules())) is (
+        bool(explicit_calls) and kernels.fast_path_enabled())
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
+
+
+def test_attention_path_environment_variable_is_checked(monkeypatch):
+    monkeypatch.setenv(modules.ATTENTION_ENV_VAR, " Flash")
+    assert modules.attention_path_from_environment() == "flash"
+    monkeypatch.setenv(modules.ATTENTION_ENV_VAR, "fastest")
+    with pytest.raises(hrformer.errors.InputError, match="HRFORMER_ATTENTION"):
+        modules.attention_path_from_environment()
 
 
 def test_reference_layers_stay_plain_and_fusing_replaces_them():

@@ -17,7 +17,8 @@ import torch
 
 from hrformer import HRFormer
 from hrformer.fast import kernels
-from hrformer.fast.modules import FusedWindowAttention, explicit_attention_here
+from hrformer.fast import modules
+from hrformer.fast.modules import FusedWindowAttention
 from hrformer.layers import LocalWindowAttention
 from parity import SMALL, outputs
 
@@ -128,12 +129,15 @@ def test_switch_sends_fused_attention_through_the_reference_path(fused, switch, 
     tol = 3e-2 if fused.fused.casts_inputs else 1e-5
     for a, b in zip(fused.expected, off):  # the same outputs as with the fast path on
         assert (a - b).abs().max() <= tol * b.abs().max()
-    calls.clear()
     switch(True)
-    outputs(fused, X)
-    # Fast path on: the explicit softmax where it measured faster (fp32, AVX2), else the flash kernel.
-    explicit = kernels.fast_path_enabled() and explicit_attention_here() and not fused.fused.casts_inputs
-    assert calls == ([] if explicit else [FusedWindowAttention] * attentions)
+    # Fast path on: the explicit product where it measured faster (pinned here), else the flash kernel.
+    dtype = next(fused.parameters()).dtype
+    for path in ("explicit", "flash"):
+        monkeypatch.setattr(modules, "attention_path", path)
+        calls.clear()
+        outputs(fused, X)
+        explicit = path == "explicit" and kernels.fast_path_enabled() and dtype in kernels.kernel_dtypes()
+        assert calls == ([] if explicit else [FusedWindowAttention] * attentions)
 
 
 def test_environment_switch_reaches_the_fused_attention(monkeypatch):

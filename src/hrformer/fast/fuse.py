@@ -17,21 +17,36 @@ from ..heads.ocr import OCRHead
 from ..layers.attention import LocalWindowAttention
 from ..layers.conv_blocks import BasicBlock, Bottleneck
 from ..layers.conv_norm_act import ConvNormAct
+from ..layers.ffn import ConvFFN
+from ..layers.fusion import UpsamplePath
+from ..layers.hrformer_block import HRFormerBlock
 from . import cpu
-from .modules import FusedBasicBlock, FusedBottleneck, FusedConvNormAct, FusedWindowAttention, folded_conv
+from .modules import (
+    FusedBasicBlock,
+    FusedBottleneck,
+    FusedConvFFN,
+    FusedConvNormAct,
+    FusedHRFormerBlock,
+    FusedUpsamplePath,
+    FusedWindowAttention,
+    folded_conv,
+)
 
 logger = logging.getLogger("hrformer")
 
 M = TypeVar("M", bound=nn.Module)
 
-# Reference layer -> the inference module built from it (``from_reference``). Subclasses of these
-# (e.g. the fusion's UpsamplePath, a ConvNormAct with another forward) keep their class: their
-# BatchNorm is folded in place.
+# Reference layer -> the inference module built from it (``from_reference``), by exact class.
+# Subclasses of these (e.g. a ConvNormAct with another forward) keep their class: their BatchNorm is
+# folded in place.
 FUSED_MODULES: Dict[type, Any] = {
     ConvNormAct: FusedConvNormAct,
+    UpsamplePath: FusedUpsamplePath,
     Bottleneck: FusedBottleneck,
     BasicBlock: FusedBasicBlock,
+    HRFormerBlock: FusedHRFormerBlock,
     LocalWindowAttention: FusedWindowAttention,
+    ConvFFN: FusedConvFFN,
 }
 
 
@@ -62,11 +77,11 @@ def _put_fused_modules(parent: nn.Module) -> None:
     for name, child in parent.named_children():
         fused_type = FUSED_MODULES.get(type(child))
         if fused_type is not None:
-            setattr(parent, name, fused_type.from_reference(child))
-            continue
-        if isinstance(child, ConvNormAct):
+            child = fused_type.from_reference(child)
+            setattr(parent, name, child)
+        elif isinstance(child, ConvNormAct):
             fold_batch_norm(child)
-        _put_fused_modules(child)
+        _put_fused_modules(child)  # what a fused module took over unchanged (e.g. a custom FFN)
 
 
 def cast_floats(value: Any, dtype: torch.dtype) -> Any:

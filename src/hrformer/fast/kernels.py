@@ -132,8 +132,13 @@ def tracing() -> bool:
 
 
 def active(x: torch.Tensor) -> bool:
-    """Whether a kernel may replace the public ops for ``x`` now."""
-    return getattr(_state, "active", False) and not torch.is_grad_enabled() and _plain_cpu_inference(x)
+    """Whether a kernel may replace the public ops for ``x`` now: inside :func:`kernels_for` a finite
+    plain input, still without gradients or autocast (a hook may enter them), and ``x`` in a dtype
+    the kernels take. The rest of :func:`_plain_cpu_inference` (device, tensor type, tracing,
+    dispatch modes) was decided for the model's input and holds for every tensor its forward makes;
+    checked again per op it cost ~1 ms per HRFormer-T forward."""
+    return (getattr(_state, "active", False) and x.dtype in _KERNEL_DTYPES and not torch.is_grad_enabled()
+            and not _autocast_cpu())
 
 
 def onednn_attr(act: nn.Module) -> Optional[str]:
@@ -162,27 +167,42 @@ def linear_pays(x: torch.Tensor, lin: nn.Linear) -> bool:
     return lin.weight.dtype == x.dtype and x.numel() * lin.out_features >= MIN_LINEAR_MACS
 
 
+_REFERENCE_ACTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"none": lambda t: t, "relu": F.relu, "gelu": F.gelu}
+
+
 def reference_act(x: torch.Tensor, attr: str) -> torch.Tensor:
-    return {"none": lambda t: t, "relu": F.relu, "gelu": F.gelu}[attr](x)
+    return _REFERENCE_ACTS[attr](x)
+
+
+def reference_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(x)`` without the module call (hooks on a fused layer's inner convolution do not run)."""
+    if conv.padding_mode != "zeros":
+        return conv(x)
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 def _pair(v) -> List[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]
 
 
+def _geometry(conv: nn.Conv2d) -> Tuple[List[int], List[int], List[int]]:
+    """(padding, stride, dilation) of ``conv`` as the operators take them."""
+    return _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation)
+
+
 def _onednn_conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
-    return _CONV(
-        x, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation), conv.groups,
-        attr, [], "none" if attr == "gelu" else "",
-    )
+    padding, stride, dilation = _geometry(conv)
+    return _CONV(x, conv.weight, conv.bias, padding, stride, dilation, conv.groups, attr, [],
+                 "none" if attr == "gelu" else "")
 
 
 def _onednn_conv_add_relu(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     # bf16: the ReLU after the add is applied in place, because where oneDNN cannot fuse a shape
     # torch falls back to its add_relu kernel, which has no bf16 (torch 2.13: grouped convolutions).
     bf16 = x.dtype == torch.bfloat16
+    padding, stride, dilation = _geometry(conv)
     out = _CONV.binary(
-        x, other, conv.weight, conv.bias, _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation),
+        x, other, conv.weight, conv.bias, padding, stride, dilation,
         conv.groups, "add", None, None if bf16 else "relu", [], None,
     )
     return out.relu_() if bf16 else out
@@ -241,7 +261,7 @@ def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
     """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed."""
     if active(x) and conv_pays(x, conv) and _self_check("conv_act", x.dtype):
         return _onednn_conv_act(x, conv, attr)
-    return reference_act(conv(x), attr)
+    return reference_act(reference_conv(x, conv), attr)
 
 
 def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
@@ -249,7 +269,7 @@ def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: st
     if (attr == "relu" and active(x) and conv_pays(x, conv) and other.is_contiguous(memory_format=torch.channels_last)
             and _self_check("conv_add_relu", x.dtype)):
         return _onednn_conv_add_relu(x, other, conv)
-    return reference_act(conv(x) + other, attr)
+    return reference_act(reference_conv(x, conv) + other, attr)
 
 
 def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:

@@ -13,6 +13,17 @@ from ..errors import InputError
 from .conv_norm_act import ConvNormAct
 
 
+def upsample(x: torch.Tensor, scale: int, mode: str, size: Tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, H, W): upsampled by ``scale`` with ``mode``, then resized to ``size``
+    when it differs (see :class:`UpsamplePath`)."""
+    align = None if mode == "nearest" else False
+    x = F.interpolate(x, scale_factor=float(scale), mode=mode, align_corners=align)
+    # When tracing, ``size`` depends on the input size: always resize (an identity when equal).
+    if torch.jit.is_tracing() or tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=mode == "nearest")
+    return x
+
+
 class UpsamplePath(ConvNormAct):
     """1x1 conv + BN, upsample by ``2**levels``, then resize to the target size when it differs.
 
@@ -31,13 +42,7 @@ class UpsamplePath(ConvNormAct):
         self.mode = mode
 
     def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        x = super().forward(x)  # conv + BN (no activation)
-        align = None if self.mode == "nearest" else False
-        x = F.interpolate(x, scale_factor=float(self.scale), mode=self.mode, align_corners=align)
-        # When tracing, ``size`` depends on the input size: always resize (an identity when equal).
-        if torch.jit.is_tracing() or tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=self.mode == "nearest")
-        return x
+        return upsample(super().forward(x), self.scale, self.mode, size)  # conv + BN (no activation)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, mode={self.mode}"
