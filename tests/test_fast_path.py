@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import hrformer
-from hrformer.fast import FusedState, kernels, modules
-from hrformer.fast.modules import FusedConvNormAct, FusedWindowAttention
+from hrformer.fast import FusedState, attention, kernels
+from hrformer.fast.attention import FusedWindowAttention
+from hrformer.fast.modules import FusedConvNormAct
 from hrformer.layers import ConvNormAct, LocalWindowAttention
 from parity import QUICK_HEADS, SMALL, X, outputs
 
@@ -36,39 +37,43 @@ def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn
         assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
-@pytest.mark.parametrize("path", ["explicit", "flash", "auto"])
+@pytest.mark.parametrize("path", ["explicit", "explicit-fp32", "flash", "auto"])
 def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(path, monkeypatch, randomise_bn):
-    """The explicit product or the flash kernel, pinned or timed once per shape ("auto"): both give
-    the reference outputs, whichever CPU runs the test."""
-    monkeypatch.setattr(modules, "attention_path", path)
-    monkeypatch.setattr(modules, "_explicit_faster", {})
+    """The explicit product or the flash kernel, pinned or timed once per window shape ("auto"):
+    each gives the reference outputs, whichever CPU runs the test."""
+    monkeypatch.setattr(attention, "attention_path", path)
+    monkeypatch.setattr(attention, "_fastest", {})
     calls = []
     reference_attend = LocalWindowAttention.attend
     monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: calls.append(1) or reference_attend(self, *a))
     torch.manual_seed(0)
     model = randomise_bn(hrformer.create_model("hrformer_t", head="pose").eval())
     fused = copy.deepcopy(model).fuse_for_inference()
+    attentions = sum(isinstance(m, FusedWindowAttention) for m in fused.modules())
     x = torch.randn(1, 3, 61, 45)
     ref = outputs(model, x)
+    chosen = []
+    choose = attention.attention_product
+    monkeypatch.setattr(attention, "attention_product", lambda *a: chosen.append(choose(*a)) or chosen[-1])
     calls.clear()
     out = outputs(fused, x)
-    if path == "auto":  # one timing per window shape (one per branch here), reused by later calls
-        shapes = {key[0] for key in modules._explicit_faster}
-        assert len(shapes) == 4 and len(modules._explicit_faster) == 4
-        explicit_calls = sum(modules._explicit_faster.values())
+    if not kernels.fast_path_enabled():
+        assert not chosen and len(calls) == attentions
     else:
-        explicit_calls = 1 if path == "explicit" else 0
-    assert (len(calls) < sum(isinstance(m, FusedWindowAttention) for m in fused.modules())) is (
-        bool(explicit_calls) and kernels.fast_path_enabled())
+        assert len(chosen) == attentions and len(calls) == chosen.count("flash")
+        if path == "auto":  # one timing per window shape (one per branch here), reused by every block
+            assert len(attention._fastest) == 4 and set(chosen) <= {"flash", "explicit"}
+        else:
+            assert set(chosen) == {path}
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
 def test_attention_path_environment_variable_is_checked(monkeypatch):
-    monkeypatch.setenv(modules.ATTENTION_ENV_VAR, " Flash")
-    assert modules.attention_path_from_environment() == "flash"
-    monkeypatch.setenv(modules.ATTENTION_ENV_VAR, "fastest")
+    monkeypatch.setenv(attention.ATTENTION_ENV_VAR, " Flash")
+    assert attention.attention_path_from_environment() == "flash"
+    monkeypatch.setenv(attention.ATTENTION_ENV_VAR, "fastest")
     with pytest.raises(hrformer.errors.InputError, match="HRFORMER_ATTENTION"):
-        modules.attention_path_from_environment()
+        attention.attention_path_from_environment()
 
 
 def test_reference_layers_stay_plain_and_fusing_replaces_them():

@@ -17,8 +17,8 @@ import torch
 
 from hrformer import HRFormer
 from hrformer.fast import kernels
-from hrformer.fast import modules
-from hrformer.fast.modules import FusedWindowAttention
+from hrformer.fast import attention
+from hrformer.fast.attention import FusedWindowAttention
 from hrformer.layers import LocalWindowAttention
 from parity import SMALL, outputs
 
@@ -133,7 +133,7 @@ def test_switch_sends_fused_attention_through_the_reference_path(fused, switch, 
     # Fast path on: the explicit product where it measured faster (pinned here), else the flash kernel.
     dtype = next(fused.parameters()).dtype
     for path in ("explicit", "flash"):
-        monkeypatch.setattr(modules, "attention_path", path)
+        monkeypatch.setattr(attention, "attention_path", path)
         calls.clear()
         outputs(fused, X)
         explicit = path == "explicit" and kernels.fast_path_enabled() and dtype in kernels.kernel_dtypes()

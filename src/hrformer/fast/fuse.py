@@ -21,16 +21,9 @@ from ..layers.ffn import ConvFFN
 from ..layers.fusion import UpsamplePath
 from ..layers.hrformer_block import HRFormerBlock
 from . import cpu
-from .modules import (
-    FusedBasicBlock,
-    FusedBottleneck,
-    FusedConvFFN,
-    FusedConvNormAct,
-    FusedHRFormerBlock,
-    FusedUpsamplePath,
-    FusedWindowAttention,
-    folded_conv,
-)
+from .attention import FusedWindowAttention
+from .block import FusedConvFFN, FusedHRFormerBlock
+from .modules import FusedBasicBlock, FusedBottleneck, FusedConvNormAct, FusedUpsamplePath, folded_conv
 
 logger = logging.getLogger("hrformer")
 

@@ -141,15 +141,17 @@ def active(x: torch.Tensor) -> bool:
             and not _autocast_cpu())
 
 
+_POST_OPS: Dict[type, str] = {nn.Identity: "none", nn.ReLU: "relu", nn.GELU: "gelu"}
+
+
 def onednn_attr(act: nn.Module) -> Optional[str]:
     """The oneDNN post-op name of ``act`` ("none", "relu", "gelu"), or None if it has none."""
-    if isinstance(act, nn.Identity):
-        return "none"
-    if isinstance(act, nn.ReLU):
-        return "relu"
-    if isinstance(act, nn.GELU) and act.approximate == "none":
-        return "gelu"
-    return None
+    attr = _POST_OPS.get(type(act))
+    if attr is None:  # a subclass
+        attr = next((a for cls, a in _POST_OPS.items() if isinstance(act, cls)), None)
+    if attr == "gelu" and act.approximate != "none":
+        return None
+    return attr
 
 
 def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
@@ -185,9 +187,18 @@ def _pair(v) -> List[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]
 
 
+# (padding, stride, dilation) as a convolution holds them -> as the operators take them.
+_GEOMETRIES: Dict[tuple, Tuple[List[int], List[int], List[int]]] = {}
+
+
 def _geometry(conv: nn.Conv2d) -> Tuple[List[int], List[int], List[int]]:
-    """(padding, stride, dilation) of ``conv`` as the operators take them."""
-    return _pair(conv.padding), _pair(conv.stride), _pair(conv.dilation)
+    """(padding, stride, dilation) of ``conv`` as the operators take them (kept by value: a handful
+    of distinct geometries per model)."""
+    key = (conv.padding, conv.stride, conv.dilation)
+    geometry = _GEOMETRIES.get(key)
+    if geometry is None:
+        geometry = _GEOMETRIES[key] = (_pair(conv.padding), _pair(conv.stride), _pair(conv.dilation))
+    return geometry
 
 
 def _onednn_conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:

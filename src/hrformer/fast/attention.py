@@ -1,0 +1,177 @@
+"""The inference window attention: the relative position bias gathered once per version of its table,
+masks kept per input size, and the attention product measured fastest on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..layers.attention import LocalWindowAttention
+from . import kernels
+from .modules import FusedLinear
+
+# The explicit products hold the (B*nW, heads, N, N) scores: beyond this the flash kernel, which
+# never holds them, runs whatever the timing.
+EXPLICIT_MAX_BYTES = 16 << 20
+
+# Which product the fused window attention runs. ATen's CPU flash kernel and the explicit
+# matmul-softmax-matmul win on different CPUs and shapes: the explicit one 1.3-2.4x faster on AMD
+# EPYCs (AVX2; AVX-512 with BF16), the flash kernel 4-9% faster on Intel Xeons with AVX-512 / AMX;
+# for bf16 windows the explicit product in fp32 is a third candidate. "auto" times the candidates
+# once per window shape and dtype and keeps the fastest; a name pins one (HRFORMER_ATTENTION).
+ATTENTION_ENV_VAR = "HRFORMER_ATTENTION"
+
+
+def explicit_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd) + mask) v as three products, the scores in place."""
+    attn = torch.matmul(q, key.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
+    if mask is not None:
+        attn = attn.add_(mask)
+    return torch.matmul(attn.softmax(-1), v)
+
+
+def explicit_fp32_attention(
+    q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """:func:`explicit_attention` computed in fp32 for reduced-precision windows."""
+    mask = None if mask is None else mask.float()
+    return explicit_attention(q.float(), key.float(), v.float(), mask).to(q.dtype)
+
+
+def flash_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, key, v, attn_mask=mask)
+
+
+ATTENTION_PRODUCTS: Dict[str, Callable[..., torch.Tensor]] = {
+    "flash": flash_attention, "explicit": explicit_attention, "explicit-fp32": explicit_fp32_attention,
+}
+ATTENTION_PATHS = ("auto", *ATTENTION_PRODUCTS)
+
+
+def attention_path_from_environment() -> str:
+    path = os.environ.get(ATTENTION_ENV_VAR, "auto").strip().lower()
+    if path not in ATTENTION_PATHS:
+        raise InputError(f"{ATTENTION_ENV_VAR}={path!r}: expected one of {ATTENTION_PATHS}")
+    return path
+
+
+attention_path = attention_path_from_environment()
+
+# (q shape, dtype, mask shape) -> the product measured fastest for those windows.
+_fastest: Dict[Tuple, str] = {}
+
+
+def _fastest_of(candidates: Dict[str, Callable[[], torch.Tensor]], rounds: int = 3) -> str:
+    """The candidate with the shortest best-of-``rounds`` time, timed alternately after one warm-up
+    call each."""
+    best = dict.fromkeys(candidates, float("inf"))
+    for run in candidates.values():
+        run()
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return min(best, key=best.__getitem__)
+
+
+def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> str:
+    """The name (in :data:`ATTENTION_PRODUCTS`) of the product to run on these (B*nW, heads, N, hd)
+    CPU windows: the pinned one (``attention_path``), else the fastest measured for their shape and
+    dtype; the flash kernel when the explicit scores would not fit in a few MB."""
+    b, heads, n, _ = q.shape
+    if b * heads * n * n * 4 > EXPLICIT_MAX_BYTES:
+        return "flash"
+    if attention_path != "auto":
+        return attention_path
+    shape = (q.shape, q.dtype, None if mask is None else mask.shape)
+    name = _fastest.get(shape)
+    if name is None:
+        names: List[str] = ["flash", "explicit"] + (["explicit-fp32"] if q.dtype != torch.float32 else [])
+        name = _fastest[shape] = _fastest_of(
+            {n_: (lambda f=ATTENTION_PRODUCTS[n_]: f(q, key, v, mask)) for n_ in names}
+        )
+    return name
+
+
+class FusedWindowAttention(LocalWindowAttention):
+    """Window attention whose relative position bias is gathered from the table once per version of
+    the table (not per call), and, with the fast path on, the attention product measured fastest
+    for each window shape (:func:`attention_product`).
+
+    The gathered bias is a cache, never state: it is gathered again whenever the table is another
+    tensor or was changed in place since (``load_state_dict``, ``table.mul_(2)`` under ``no_grad``,
+    an optimizer step: all bump the tensor's version counter), or moved to another device or dtype.
+    Edits through ``table.data`` bypass the version counter and are not seen. Traced and compiled
+    graphs gather from the table, as the reference layer.
+    """
+
+    # (table, its version counter, its data pointer) when the cached bias was gathered.
+    _bias_key: Optional[Tuple[torch.Tensor, int, int]] = None
+    _bias: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_reference(cls, module: LocalWindowAttention) -> "FusedWindowAttention":
+        # Built as a new layer, then every tensor taken from ``module`` (shared, not copied). Not on
+        # the meta device: initialising the bias table there costs seconds of decompositions.
+        fused = cls(
+            module.dim, module.num_heads, window_size=module.window_size, rel_pos_bias=module.rel_pos_bias,
+            mask_padding=module.mask_padding, shift_size=module.shift_size, qkv_bias=module.qkv.bias is not None,
+            attn_drop=module.attn_drop, proj_drop=module.proj_drop.p,
+        )
+        fused.qkv = FusedLinear.from_reference(module.qkv)
+        fused.proj = FusedLinear.from_reference(module.proj)
+        fused.proj_drop = nn.Identity()  # fused models run in eval mode only
+        if module.rel_pos_bias:
+            fused.relative_position_bias_table = module.relative_position_bias_table
+            fused.relative_position_index = module.relative_position_index
+        return fused.train(module.training)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        table = self.relative_position_bias_table
+        if kernels.tracing():
+            return super().relative_position_bias()
+        key = self._bias_key
+        if key is None or key[0] is not table or key[1] != table._version or key[2] != table.data_ptr():
+            # Gathered without autograd and outside inference mode, so the cache serves any later call.
+            with torch.inference_mode(False), torch.no_grad():
+                self._bias = super().relative_position_bias().contiguous()
+            self._bias_key = (table, table._version, table.data_ptr())
+            self.__dict__["_masks"] = {}
+        return self._bias
+
+    def attention_mask(
+        self, batch: int, height: int, width: int, pads: Tuple[int, int, int, int], dtype: torch.dtype,
+        device: torch.device,
+    ) -> Optional[torch.Tensor]:
+        """The reference layer's mask, kept per input size (a few small tensors per model): built
+        again after the bias table changed."""
+        if kernels.tracing():
+            return super().attention_mask(batch, height, width, pads, dtype, device)
+        if self.rel_pos_bias:
+            self.relative_position_bias()  # forgets the masks when the table changed
+        masks = self.__dict__.setdefault("_masks", {})
+        shape = (batch, height, width, dtype, device)
+        if shape not in masks:
+            if len(masks) >= 16:
+                masks.clear()
+            with torch.inference_mode(False), torch.no_grad():
+                masks[shape] = super().attention_mask(batch, height, width, pads, dtype, device)
+        return masks[shape]
+
+    def attend(
+        self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        # The switch (HRFORMER_FAST_PATH=0, set_fast_path(False)) sends it through the reference path too.
+        if self.training or not kernels.active(q):
+            return super().attend(q, key, v, mask)
+        product = attention_product(q, key, v, mask)
+        if product == "flash":
+            return super().attend(q, key, v, mask)
+        return ATTENTION_PRODUCTS[product](q, key, v, mask)
