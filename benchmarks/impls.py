@@ -54,16 +54,60 @@ def prepare(model: nn.Module, mode: str, fullgraph: bool = True) -> nn.Module:
         # fused-bf16: BatchNorm folded in fp32, weights cast to bf16, fp32 in and out.
         model = model.fuse_for_inference(dtype=torch.bfloat16 if "bf16" in mode else None)
     if "compiled" in mode:
-        # Freezing lets inductor treat the weights as constants (BatchNorm folding, prepacked
-        # oneDNN weights, convolution + activation fusion) for calls without autograd. It must be
-        # set in the global config: passed as options={"freezing": True} it had no effect (torch
-        # 2.13: compiled in a quarter of the time, ran no faster).
-        # dynamic=False: one static graph per input shape, as deployed models run.
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
-        model = torch.compile(model, fullgraph=fullgraph, dynamic=False)
+        model = compile_for_inference(model, fullgraph=fullgraph, dynamic_batch=True)
     return model
+
+
+def compile_for_inference(model: nn.Module, fullgraph: bool = True, dynamic_batch: bool = True) -> nn.Module:
+    """``torch.compile`` with inductor freezing, for calls without autograd.
+
+    Freezing lets inductor treat the weights as constants (BatchNorm folding, prepacked oneDNN
+    weights, convolution + activation fusion). It must be set in the global config: passed as
+    options={"freezing": True} it had no effect (torch 2.13: compiled in a quarter of the time, ran
+    no faster).
+
+    ``dynamic_batch=True``: one graph for every batch size (:class:`DynamicBatch`: the batch
+    dimension is a symbol, channels and H, W stay static, so a new input size still compiles its own
+    graph). ``False``: ``dynamic=False``, one static graph per input shape, so each new batch size
+    recompiles (about as long as the first call: 1-2 minutes per model on 2 cores).
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    if not dynamic_batch:
+        return torch.compile(model, fullgraph=fullgraph, dynamic=False)
+    return DynamicBatch(torch.compile(model, fullgraph=fullgraph))
+
+
+class DynamicBatch(nn.Module):
+    """Calls a model compiled by ``torch.compile`` with the batch dimension of its input marked
+    *unbacked* (``torch._dynamo.decorators.mark_unbacked``), so the first call compiles a graph that
+    every later batch size reuses (checked by ``benchmarks/compile_dynamic.py`` under
+    ``torch.compiler.set_stance("fail_on_recompile")``).
+
+    Why unbacked and not ``torch._dynamo.mark_dynamic`` (torch 2.13, measured on HRFormer-T): a
+    dynamic ("backed") size is still specialised at 0 and 1, so batch 1 compiles a graph of its own
+    (first call at batch 1: that graph is for batch 1 only; first call at batch >= 2: batch 1
+    recompiles), and the convolution backend choice adds a guard ``2 <= batch <= 15``, so batch 16
+    recompiles too. With freezing, a backed dynamic batch also left the convolution weights
+    unpacked and ran about 90x slower than the static graph (1.8 s against 20 ms for a one-block
+    HRFormer-T at batch 2; fast again with inductor's ``layout_optimization`` or
+    ``cpp.weight_prepack`` off). An unbacked size has none of this: no 0/1 specialisation, no guard
+    from the convolution backend choice, one graph from batch 1 to 16 and beyond. ``min=1``: without
+    it the unfused model's BatchNorm cannot compile (``F.batch_norm`` asks whether the input is
+    empty, which an unbacked size >= 0 cannot answer).
+
+    The mark goes on a detached alias of the input (no copy), so the caller's tensor keeps no mark.
+    """
+
+    def __init__(self, compiled: nn.Module) -> None:
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor):
+        x = x.detach()
+        torch._dynamo.decorators.mark_unbacked(x, 0, min=1)
+        return self.compiled(x)
 
 
 class OrtModel:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks import finetune, profile_ops, report, run
+from benchmarks import compile_dynamic, finetune, profile_ops, report, run
 from hrformer.fast.cpu import machine_info
 
 
@@ -144,3 +144,48 @@ def test_finetune_steps_ours_and_a_reference_from_the_same_weights(tmp_path):
     assert all(r["ms"] > 0 and r["speedup_vs_reference_fp32"] > 0 for r in rows.values())
     assert data["agreement"]["fp32_first_loss_rel_diff"] <= 1e-5
     assert data["machine_kind"] and data["device"] == "cpu"
+
+
+@pytest.mark.slow  # compiles a one-block HRFormer-T three times (about a minute on 2 cores)
+def test_compile_dynamic_compiles_once_for_every_batch_size(tmp_path, monkeypatch):
+    import torch
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+
+    import hrformer
+
+    monkeypatch.setattr(inductor_config, "freezing", inductor_config.freezing)  # restored at teardown
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", torch._dynamo.config.recompile_limit)
+    monkeypatch.setattr(compile_dynamic, "ours", lambda name: hrformer.create_model(
+        name, head=None, upsample_mode="nearest", modules=(1, 1, 1, 1), blocks=1))
+    out = tmp_path / "compile.json"
+    rc = compile_dynamic.main(["--models", "t", "--batches", "1", "2", "--new-batches", "3", "16", "--repeats", "1",
+                               "--warmup", "0", "--block", "0", "--no-retry", "--reference", "benchmarks.impls:ours",
+                               "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    summary = {r["variant"]: r for r in data["summary"]}
+    # The dynamic batch: compiled at batch 1, reused at 2, 3 and 16 (none refused by fail_on_recompile).
+    assert summary["dynamic"]["graphs"] == 1 and summary["dynamic"]["recompilations"] == 0
+    assert summary["dynamic"]["new_batch_sizes"] == [2, 3, 16]
+    assert not any(r["refused_recompile"] for r in data["compile"])
+    assert summary["static"]["graphs"] == 2 and summary["static"]["recompilations"] == 1
+    # Freezing with a dynamic batch computes what the fused eager model does.
+    errors = [r["max_rel_error"] for r in data["compile"] + data["inference"] if r["max_rel_error"] != ""]
+    assert len(errors) == 2 + 4 + 2 * 3 and max(errors) <= 1e-5
+    assert [(r["mode"], r["batch"]) for r in data["inference"]] == [
+        (mode, b) for b in (1, 2) for mode in ("reference", "fused", "fused+static-compile", "fused+dynamic-compile")]
+    assert data["machine_kind"] and data["inductor_freezing"] is True
+
+    # The check itself: a call that has to recompile is refused, counted, then allowed.
+    static = torch.compile(torch.nn.Linear(4, 4), dynamic=False)
+
+    def expected(batch):
+        with torch.no_grad():
+            return [torch.nn.functional.linear(torch.ones(batch, 4), static.weight, static.bias)]
+
+    assert compile_dynamic.first_call(static, torch.ones(2, 4), expected(2), False)["graphs_compiled"] == 1
+    same = compile_dynamic.first_call(static, torch.ones(2, 4), expected(2), True)
+    assert same["refused_recompile"] is False and same["graphs_compiled"] == 0
+    new = compile_dynamic.first_call(static, torch.ones(3, 4), expected(3), True)
+    assert new["refused_recompile"] is True and new["graphs_compiled"] == 1 and new["max_rel_error"] <= 1e-6

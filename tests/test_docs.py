@@ -85,6 +85,11 @@ def check_fused(ns: Dict[str, Any], tmp_path: Path) -> None:
 
 def check_compiled(ns: Dict[str, Any], tmp_path: Path) -> None:
     assert tuple(ns["heatmaps"].shape) == (1, 17, 64, 48) and torch.isfinite(ns["heatmaps"]).all()
+    # The batch of 8 ran the graph compiled at batch 1 (set_stance("fail_on_recompile") in the
+    # example), frozen, with the fused eager model's outputs.
+    with torch.inference_mode():
+        expected = ns["model"]._orig_mod(ns["images"])
+    assert relative_error(ns["batch_heatmaps"], expected) <= 1e-5
 
 
 def check_cuda_graph(ns: Dict[str, Any], tmp_path: Path) -> None:
