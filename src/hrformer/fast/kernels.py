@@ -58,7 +58,15 @@ _BF16 = _AVAILABLE and _is_bf16_supported is not None and bool(_is_bf16_supporte
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
 _enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
 _verified: Dict[Tuple[str, torch.dtype], bool] = {}
-_state = threading.local()
+class _KernelState(threading.local):
+    """Per thread: whether the forward running on it may use the kernels. A class attribute default,
+    so that reading it is a plain attribute read (``torch.compile`` guarded on ``hasattr`` of a bare
+    thread-local and recompiled once the eager model had run)."""
+
+    active = False
+
+
+_state = _KernelState()
 
 try:
     torch.is_autocast_enabled("cpu")
@@ -106,7 +114,7 @@ def kernels_for(x: torch.Tensor) -> Iterator[None]:
     """Inside: the kernels may run, if the fast path is enabled and ``x`` (the model input) is a
     finite plain CPU fp32 or bf16 tensor in a pass without gradients. Tracers and compilers never enter
     (see :func:`tracing`)."""
-    previous = getattr(_state, "active", False)
+    previous = _state.active
     # Nested (forward -> forward_features, same input): the outer decision stands, no second pass
     # over the input.
     _state.active = previous or (
@@ -137,7 +145,7 @@ def active(x: torch.Tensor) -> bool:
     the kernels take. The rest of :func:`_plain_cpu_inference` (device, tensor type, tracing,
     dispatch modes) was decided for the model's input and holds for every tensor its forward makes;
     checked again per op it cost ~1 ms per HRFormer-T forward."""
-    return (getattr(_state, "active", False) and x.dtype in _KERNEL_DTYPES and not torch.is_grad_enabled()
+    return (_state.active and x.dtype in _KERNEL_DTYPES and not torch.is_grad_enabled()
             and not _autocast_cpu())
 
 
