@@ -37,10 +37,13 @@ def test_fused_equals_reference(name, head, fast_path, head_kwargs, randomise_bn
         assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
-@pytest.mark.parametrize("path", ["explicit", "explicit-fp32", "flash", "auto"])
-def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(path, monkeypatch, randomise_bn):
-    """The explicit product or the flash kernel, pinned or timed once per window shape ("auto"):
-    each gives the reference outputs, whichever CPU runs the test."""
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("path", ["explicit", "explicit-mixed", "flash", "auto"])
+def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(path, dtype, monkeypatch, randomise_bn):
+    """The explicit products or the flash kernel, pinned or timed once per window shape ("auto"):
+    each gives the reference outputs (bf16: within its rounding), whichever CPU runs the test."""
+    if dtype is not None and dtype not in kernels.kernel_dtypes():
+        pytest.skip("oneDNN runs no bf16 on this CPU: bf16 models keep the reference path")
     monkeypatch.setattr(attention, "attention_path", path)
     monkeypatch.setattr(attention, "_fastest", {})
     calls = []
@@ -48,7 +51,9 @@ def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(pa
     monkeypatch.setattr(LocalWindowAttention, "attend", lambda self, *a: calls.append(1) or reference_attend(self, *a))
     torch.manual_seed(0)
     model = randomise_bn(hrformer.create_model("hrformer_t", head="pose").eval())
-    fused = copy.deepcopy(model).fuse_for_inference()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 without native support warns
+        fused = copy.deepcopy(model).fuse_for_inference(dtype=dtype)
     attentions = sum(isinstance(m, FusedWindowAttention) for m in fused.modules())
     x = torch.randn(1, 3, 61, 45)
     ref = outputs(model, x)
@@ -62,10 +67,12 @@ def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(pa
     else:
         assert len(chosen) == attentions and len(calls) == chosen.count("flash")
         if path == "auto":  # one timing per window shape (one per branch here), reused by every block
-            assert len(attention._fastest) == 4 and set(chosen) <= {"flash", "explicit"}
+            assert len(attention._fastest) == 4
+            assert set(chosen) <= ({"flash", "explicit"} | ({"explicit-mixed"} if dtype else set()))
         else:
             assert set(chosen) == {path}
-    assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
+    tol = 3e-2 if dtype else 1e-5
+    assert (out[0] - ref[0]).abs().max() <= tol * ref[0].abs().max()
 
 
 def test_attention_path_environment_variable_is_checked(monkeypatch):

@@ -23,8 +23,9 @@ EXPLICIT_MAX_BYTES = 16 << 20
 # Which product the fused window attention runs. ATen's CPU flash kernel and the explicit
 # matmul-softmax-matmul win on different CPUs and shapes: the explicit one 1.3-2.4x faster on AMD
 # EPYCs (AVX2; AVX-512 with BF16), the flash kernel 4-9% faster on Intel Xeons with AVX-512 / AMX;
-# for bf16 windows the explicit product in fp32 is a third candidate. "auto" times the candidates
-# once per window shape and dtype and keeps the fastest; a name pins one (HRFORMER_ATTENTION).
+# for bf16 windows the explicit one with its softmax in fp32 is a third candidate. "auto" times the
+# candidates once per window shape and dtype and keeps the fastest; a name pins one
+# (HRFORMER_ATTENTION).
 ATTENTION_ENV_VAR = "HRFORMER_ATTENTION"
 
 
@@ -36,12 +37,15 @@ def explicit_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask
     return torch.matmul(attn.softmax(-1), v)
 
 
-def explicit_fp32_attention(
+def explicit_mixed_attention(
     q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
 ) -> torch.Tensor:
-    """:func:`explicit_attention` computed in fp32 for reduced-precision windows."""
-    mask = None if mask is None else mask.float()
-    return explicit_attention(q.float(), key.float(), v.float(), mask).to(q.dtype)
+    """:func:`explicit_attention` for reduced-precision windows with the products in their dtype and
+    the scores, mask and softmax in fp32 (bf16 softmax kernels are the slow part on CPUs)."""
+    attn = torch.matmul(q, key.transpose(-2, -1)).float().mul_(q.shape[-1] ** -0.5)
+    if mask is not None:
+        attn = attn.add_(mask)
+    return torch.matmul(attn.softmax(-1).to(q.dtype), v)
 
 
 def flash_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -49,7 +53,7 @@ def flash_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: O
 
 
 ATTENTION_PRODUCTS: Dict[str, Callable[..., torch.Tensor]] = {
-    "flash": flash_attention, "explicit": explicit_attention, "explicit-fp32": explicit_fp32_attention,
+    "flash": flash_attention, "explicit": explicit_attention, "explicit-mixed": explicit_mixed_attention,
 }
 ATTENTION_PATHS = ("auto", *ATTENTION_PRODUCTS)
 
@@ -93,7 +97,7 @@ def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask:
     shape = (q.shape, q.dtype, None if mask is None else mask.shape)
     name = _fastest.get(shape)
     if name is None:
-        names: List[str] = ["flash", "explicit"] + (["explicit-fp32"] if q.dtype != torch.float32 else [])
+        names: List[str] = ["flash", "explicit"] + (["explicit-mixed"] if q.dtype != torch.float32 else [])
         name = _fastest[shape] = _fastest_of(
             {n_: (lambda f=ATTENTION_PRODUCTS[n_]: f(q, key, v, mask)) for n_ in names}
         )
