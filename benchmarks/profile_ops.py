@@ -12,7 +12,9 @@ of every op, summed per class:
 - required: convolutions (with their fused activation or bias), matrix products, softmax and
   attention kernels, normalisation, activations and resampling: the arithmetic of the network;
 - glue: layout copies, padding, concatenation, element-wise adds/multiplies, the remaining small
-  ops (allocation, views, dispatch) and the Python time between ops (wall minus profiled).
+  ops (allocation, views, dispatch) and ``python``: the time between the top-level ops on the
+  profiler's timeline (Python, argument parsing, tensor wrapping and freeing), measured on the same
+  calls as the ops; all classes are scaled together to the unprofiled wall time.
 
 ``bound_vs_reference`` = reference wall time / our required time: the speed-up over the reference
 that an implementation would reach if all of its glue were free and its arithmetic ran at the speed
@@ -67,7 +69,9 @@ def op_class(name: str) -> str:
 
 
 def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]:
-    """Self CPU milliseconds per call of ``fn``, per op class, over ``calls`` profiled calls."""
+    """Self CPU milliseconds per call of ``fn``, per op class, over ``calls`` profiled calls, and
+    ``python``: the time per call between the top-level ops on the profiler's timeline (Python,
+    argument parsing, tensor wrapping and freeing), measured on the same calls as the ops."""
     fn()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(calls):
@@ -75,7 +79,13 @@ def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]
     per_class: Dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
         per_class[op_class(event.key)] += event.self_cpu_time_total / 1e3 / calls
-    return {cls: per_class.get(cls, 0.0) for cls in CLASSES}
+    classes = {cls: per_class.get(cls, 0.0) for cls in CLASSES}
+    top = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.cpu_parent is None)
+    if top:
+        span = max(end for _, end in top) - top[0][0]
+        busy = sum(end - start for start, end in top)
+        classes["python"] = max(0.0, span - busy) / 1e3 / calls
+    return classes
 
 
 def ratio(numerator: Optional[float], denominator: Optional[float]) -> Any:
@@ -93,15 +103,21 @@ def breakdown(wall_ms: float, per_class: Dict[str, float], ref_ms: Optional[floa
     tensor conversions around them), so a row without any required op time reports its wall time
     only, and every ratio it cannot compute is ``NO_VALUE``."""
     row: Dict[str, Any] = {"wall_ms": round(wall_ms, 1), "speedup_vs_reference": ratio(ref_ms, wall_ms)}
-    profiled = sum(per_class.values())
+    profiled = sum(per_class.get(c, 0.0) for c in CLASSES)
     if not sum(per_class.get(c, 0.0) for c in REQUIRED):
         row.update({f"{c}_ms": NO_VALUE for c in REQUIRED + GLUE})
         row.update(required_ms=NO_VALUE, glue_share=NO_VALUE, bound_vs_reference=NO_VALUE)
         return row
-    # Profiling slows every op a little; scale the classes to the unprofiled wall time.
-    scale = min(1.0, wall_ms / profiled)
-    ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
-    ms["python"] = max(0.0, wall_ms - sum(ms.values()))
+    if "python" in per_class:
+        # Ops and the gaps between them measured on the same profiled calls: all scaled to the
+        # unprofiled wall time (profiling slows every op and every gap a little).
+        scale = wall_ms / (profiled + per_class["python"])
+        ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
+        ms["python"] = per_class["python"] * scale
+    else:  # op times only: the rest of the wall time is the glue between ops
+        scale = min(1.0, wall_ms / profiled)
+        ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
+        ms["python"] = max(0.0, wall_ms - sum(ms.values()))
     required = sum(ms[c] for c in REQUIRED)
     row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
     row["required_ms"] = round(required, 1)

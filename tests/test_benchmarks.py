@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks import compile_dynamic, finetune, profile_ops, report, run
 from hrformer.fast.cpu import machine_info
@@ -119,6 +120,15 @@ def test_profile_ops_ratios_without_a_reference_or_with_a_zero_denominator_are_d
     # Profiled times above the wall time (the profiler's own overhead) are scaled down to it.
     slowed = profile_ops.breakdown(25.0, per_class, 100.0)
     assert slowed["required_ms"] == 18.8 and slowed["python_ms"] == 0.0
+
+
+def test_profile_ops_python_time_is_the_gaps_between_ops_scaled_with_them():
+    per_class = {**dict.fromkeys(profile_ops.CLASSES, 0.0), "convolution": 30.0, "copies": 10.0, "python": 10.0}
+    row = profile_ops.breakdown(25.0, per_class, 100.0)  # profiled 50 ms per call, 25 ms unprofiled
+    assert (row["convolution_ms"], row["copies_ms"], row["python_ms"]) == (15.0, 5.0, 5.0)
+    assert row["glue_share"] == 0.4 and row["bound_vs_reference"] == round(100.0 / 15.0, 2)
+    measured = profile_ops.profiled_classes(lambda: [torch.ones(64).add(1) for _ in range(20)], calls=3)
+    assert measured["python"] > 0 and measured["element-wise"] > 0
 
 
 def test_ratio_table_has_one_line_per_model_and_batch():
