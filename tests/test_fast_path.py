@@ -66,13 +66,32 @@ def test_fused_attention_takes_the_path_measured_faster_with_the_same_outputs(pa
         assert not chosen and len(calls) == attentions
     else:
         assert len(chosen) == attentions and len(calls) == chosen.count("flash")
-        if path == "auto":  # one timing per window shape (one per branch here), reused by every block
+        if path == "auto":  # one timing per kind of windows (one per branch here), reused by every block
             assert len(attention._fastest) == 4
             assert set(chosen) <= ({"flash", "explicit"} | ({"explicit-mixed"} if dtype else set()))
         else:
             assert set(chosen) == {path}
     tol = 3e-2 if dtype else 1e-5
     assert (out[0] - ref[0]).abs().max() <= tol * ref[0].abs().max()
+
+
+def test_attention_choice_is_timed_once_per_kind_of_windows(monkeypatch):
+    """Window counts within a factor of 2 share one timing: images of many sizes cost a few timings
+    per branch, not one per size."""
+    monkeypatch.setattr(attention, "attention_path", "auto")
+    monkeypatch.setattr(attention, "_fastest", {})
+    timed = []
+    monkeypatch.setattr(attention, "_fastest_of", lambda candidates: timed.append(sorted(candidates)) or "explicit")
+    mask = torch.zeros(1, 2, 49, 49)
+    for windows in (6, 5, 7, 6, 12, 9):
+        q = torch.randn(windows, 2, 49, 18)
+        assert attention.attention_product(q, q, q, mask) == "explicit"
+    assert timed == [["explicit", "flash"]] * 2  # 4-7 windows, then 8-15
+    q = torch.randn(6, 2, 49, 18, dtype=torch.bfloat16)
+    attention.attention_product(q, q, q, mask.bfloat16())
+    assert timed[-1] == ["explicit", "explicit-mixed", "flash"] and len(attention._fastest) == 3
+    big = torch.randn(4096, 2, 49, 18)  # explicit scores over the limit: flash, untimed
+    assert attention.attention_product(big, big, big, mask) == "flash" and len(timed) == 3
 
 
 def test_attention_path_environment_variable_is_checked(monkeypatch):

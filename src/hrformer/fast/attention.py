@@ -67,7 +67,9 @@ def attention_path_from_environment() -> str:
 
 attention_path = attention_path_from_environment()
 
-# (q shape, dtype, mask shape) -> the product measured fastest for those windows.
+# (windows as a power of two, heads, tokens, head dim, dtype, mask kind) -> the product measured
+# fastest for such windows. Powers of two: a model taking images of many sizes times a few window
+# counts per branch, not one per size.
 _fastest: Dict[Tuple, str] = {}
 
 
@@ -87,14 +89,16 @@ def _fastest_of(candidates: Dict[str, Callable[[], torch.Tensor]], rounds: int =
 
 def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> str:
     """The name (in :data:`ATTENTION_PRODUCTS`) of the product to run on these (B*nW, heads, N, hd)
-    CPU windows: the pinned one (``attention_path``), else the fastest measured for their shape and
-    dtype; the flash kernel when the explicit scores would not fit in a few MB."""
-    b, heads, n, _ = q.shape
+    CPU windows: the pinned one (``attention_path``), else the fastest measured for windows like
+    them (same heads, tokens, head dim, dtype and mask kind, window count within a factor of 2);
+    the flash kernel when the explicit scores would not fit in a few MB."""
+    b, heads, n, head_dim = q.shape
     if b * heads * n * n * 4 > EXPLICIT_MAX_BYTES:
         return "flash"
     if attention_path != "auto":
         return attention_path
-    shape = (q.shape, q.dtype, None if mask is None else mask.shape)
+    mask_kind = None if mask is None else (mask.shape[0] == 1, mask.shape[1])
+    shape = (b.bit_length(), heads, n, head_dim, q.dtype, mask_kind)
     name = _fastest.get(shape)
     if name is None:
         names: List[str] = ["flash", "explicit"] + (["explicit-mixed"] if q.dtype != torch.float32 else [])
