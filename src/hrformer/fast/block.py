@@ -7,11 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.attention import LocalWindowAttention
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.ffn import ConvFFN
 from ..layers.hrformer_block import HRFormerBlock
-from .attention import FusedWindowAttention
 from .modules import FusedConvNormAct, conv_norm_act
 
 
@@ -51,16 +49,14 @@ class FusedHRFormerBlock(nn.Module):
 
     @classmethod
     def from_reference(cls, module: HRFormerBlock) -> "FusedHRFormerBlock":
-        attn = module.attn
-        if type(attn) is LocalWindowAttention:
-            attn = FusedWindowAttention.from_reference(attn)
-        ffn = FusedConvFFN.from_reference(module.ffn) if type(module.ffn) is ConvFFN else module.ffn
-        return cls(module.norm1, attn, module.norm2, ffn)
+        # The attention and the FFN are replaced in turn by fuse_for_inference's walk.
+        return cls(module.norm1, module.attn, module.norm2, module.ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)  # (B, H, W, C) view
         x = x + self.attn(_layer_norm(self.norm1, x))
-        return (x + self.ffn(_layer_norm(self.norm2, x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        y = self.ffn(_layer_norm(self.norm2, x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return (x + y).permute(0, 3, 1, 2)
 
 
 def _layer_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:

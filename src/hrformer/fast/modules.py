@@ -60,6 +60,7 @@ class FusedConvNormAct(nn.Module):
             return self.act(self.conv(x))
         return kernels.conv_act(x, self.conv, attr)
 
+
 def conv_norm_act(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``unit(x)`` for a :class:`FusedConvNormAct` (or an identity) without the module call: the
     fused FFN's three units cost one Python call each instead of three."""
@@ -68,6 +69,7 @@ def conv_norm_act(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if attr is not None:
             return kernels.conv_act(x, unit.conv, attr)
     return unit(x)
+
 
 class FusedUpsamplePath(FusedConvNormAct):
     """:class:`UpsamplePath` with its BatchNorm folded: the 1x1 convolution as a kernel call, then the
@@ -89,6 +91,7 @@ class FusedUpsamplePath(FusedConvNormAct):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, mode={self.mode}"
+
 
 class FusedBottleneck(nn.Module):
     """:class:`Bottleneck` with its last convolution, residual add and ReLU as one kernel.
