@@ -182,6 +182,18 @@ def test_every_kernel_passes_its_self_check_in_every_dtype_it_takes(kind, monkey
             assert kernels._self_check(kind, dtype) == kernels._AVAILABLE
 
 
+def test_finiteness_check_is_conservative():
+    """Any NaN or Inf (even +Inf with -Inf) is caught; a finite input whose sum overflows only takes
+    the public ops."""
+    x = torch.randn(2, 3, 8, 8)
+    assert kernels._finite(x)
+    for bad in ([float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")]):
+        y = x.clone()
+        y.view(-1)[: len(bad)] = torch.tensor(bad)
+        assert not kernels._finite(y)
+    assert not kernels._finite(torch.full((4,), 3e38))  # overflowing sum: public ops, same outputs
+
+
 def test_kernels_only_for_plain_finite_inference():
     x = torch.randn(1, 8, 4, 4)
     with torch.no_grad(), kernels.kernels_for(x):

@@ -109,6 +109,14 @@ def _plain_cpu_inference(x: torch.Tensor) -> bool:
     )
 
 
+def _finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite, conservatively: from its sum, one pass without the
+    three passes and two bool tensors of ``isfinite(x).all()`` (1 ms of a batch-8 forward). NaN and
+    Inf make the sum non-finite; finite values whose sum overflows say "not finite" too, which only
+    sends that input through the public ops, with the same outputs."""
+    return bool(torch.isfinite(x.sum()))
+
+
 @contextlib.contextmanager
 def kernels_for(x: torch.Tensor) -> Iterator[None]:
     """Inside: the kernels may run, if the fast path is enabled and ``x`` (the model input) is a
@@ -119,7 +127,7 @@ def kernels_for(x: torch.Tensor) -> Iterator[None]:
     # over the input.
     _state.active = previous or (
         fast_path_enabled() and not torch.is_grad_enabled() and _plain_cpu_inference(x)
-        and bool(torch.isfinite(x).all())
+        and _finite(x)
     )
     try:
         yield
