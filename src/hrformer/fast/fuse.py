@@ -126,7 +126,9 @@ def fuse_for_inference(model: M, dtype: Union[None, str, torch.dtype] = None) ->
     """Eval mode, every BatchNorm folded into its convolution, the fused inference modules put in
     place of the reference layers (irreversible; returns ``model``). For an :class:`hrformer.HRFormer`
     outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included;
-    ``HRFORMER_FAST_PATH=0`` keeps the public PyTorch ops. Other modules get the folded and fused
+    ``HRFORMER_FAST_PATH=0`` keeps the public PyTorch ops. The window attention runs the product
+    measured fastest on this machine, timed once per kind of windows on first use
+    (:func:`hrformer.fast.attention.attention_product`; ``HRFORMER_ATTENTION`` pins one). Other modules get the folded and fused
     layers, which run the public ops (the kernels run inside an HRFormer's forward only).
 
     ``dtype=torch.bfloat16``: BatchNorm folded in fp32, then the weights cast to bf16; the model
