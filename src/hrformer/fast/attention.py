@@ -24,8 +24,8 @@ EXPLICIT_MAX_BYTES = 16 << 20
 # matmul-softmax-matmul win on different CPUs and shapes: the explicit one 1.3-2.4x faster on AMD
 # EPYCs (AVX2; AVX-512 with BF16), the flash kernel 4-9% faster on Intel Xeons with AVX-512 / AMX;
 # for bf16 windows the explicit one with its softmax in fp32 is a third candidate. "auto" times the
-# candidates once per window shape and dtype and keeps the fastest; a name pins one
-# (HRFORMER_ATTENTION).
+# candidates once per kind of windows (see attention_product) and keeps the fastest; a name pins
+# one (HRFORMER_ATTENTION).
 ATTENTION_ENV_VAR = "HRFORMER_ATTENTION"
 
 
@@ -98,20 +98,20 @@ def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask:
     if attention_path != "auto":
         return attention_path
     mask_kind = None if mask is None else (mask.shape[0] == 1, mask.shape[1])
-    shape = (b.bit_length(), heads, n, head_dim, q.dtype, mask_kind)
-    name = _fastest.get(shape)
+    kind = (b.bit_length(), heads, n, head_dim, q.dtype, mask_kind)
+    name = _fastest.get(kind)
     if name is None:
         names: List[str] = ["flash", "explicit"] + (["explicit-mixed"] if q.dtype != torch.float32 else [])
-        name = _fastest[shape] = _fastest_of(
-            {n_: (lambda f=ATTENTION_PRODUCTS[n_]: f(q, key, v, mask)) for n_ in names}
+        name = _fastest[kind] = _fastest_of(
+            {candidate: (lambda f=ATTENTION_PRODUCTS[candidate]: f(q, key, v, mask)) for candidate in names}
         )
     return name
 
 
 class FusedWindowAttention(LocalWindowAttention):
     """Window attention whose relative position bias is gathered from the table once per version of
-    the table (not per call), and, with the fast path on, the attention product measured fastest
-    for each window shape (:func:`attention_product`).
+    the table (not per call), masks kept per input size, and, with the fast path on, the attention
+    product measured fastest for each kind of windows (:func:`attention_product`).
 
     The gathered bias is a cache, never state: it is gathered again whenever the table is another
     tensor or was changed in place since (``load_state_dict``, ``table.mul_(2)`` under ``no_grad``,
