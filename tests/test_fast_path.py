@@ -81,7 +81,7 @@ def test_attention_choice_is_timed_once_per_kind_of_windows(monkeypatch):
     monkeypatch.setattr(attention, "attention_path", "auto")
     monkeypatch.setattr(attention, "_fastest", {})
     timed = []
-    monkeypatch.setattr(attention, "_fastest_of", lambda candidates: timed.append(sorted(candidates)) or "explicit")
+    monkeypatch.setattr(kernels, "fastest_of", lambda candidates: timed.append(sorted(candidates)) or "explicit")
     mask = torch.zeros(1, 2, 49, 49)
     for windows in (6, 5, 7, 6, 12, 9):
         q = torch.randn(windows, 2, 49, 18)

@@ -4,7 +4,6 @@ masks kept per input size, and the attention product measured fastest on this ma
 from __future__ import annotations
 
 import os
-import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -73,20 +72,6 @@ attention_path = attention_path_from_environment()
 _fastest: Dict[Tuple, str] = {}
 
 
-def _fastest_of(candidates: Dict[str, Callable[[], torch.Tensor]], rounds: int = 3) -> str:
-    """The candidate with the shortest best-of-``rounds`` time, timed alternately after one warm-up
-    call each."""
-    best = dict.fromkeys(candidates, float("inf"))
-    for run in candidates.values():
-        run()
-    for _ in range(rounds):
-        for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return min(best, key=best.__getitem__)
-
-
 def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> str:
     """The name (in :data:`ATTENTION_PRODUCTS`) of the product to run on these (B*nW, heads, N, hd)
     CPU windows: the pinned one (``attention_path``), else the fastest measured for windows like
@@ -102,7 +87,7 @@ def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask:
     name = _fastest.get(kind)
     if name is None:
         names: List[str] = ["flash", "explicit"] + (["explicit-mixed"] if q.dtype != torch.float32 else [])
-        name = _fastest[kind] = _fastest_of(
+        name = _fastest[kind] = kernels.fastest_of(
             {candidate: (lambda f=ATTENTION_PRODUCTS[candidate]: f(q, key, v, mask)) for candidate in names}
         )
     return name

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import warnings
 from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
@@ -282,6 +283,21 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
         )
     _verified[(kind, dtype)] = ok
     return ok
+
+
+def fastest_of(candidates: Dict[str, Callable[[], object]], rounds: int = 3) -> str:
+    """The name of the candidate with the shortest best-of-``rounds`` time, timed alternately after
+    one warm-up call each: how the fused layers choose between equivalent computations whose speed
+    depends on the CPU (a few milliseconds, once per kind of input)."""
+    best = dict.fromkeys(candidates, float("inf"))
+    for run in candidates.values():
+        run()
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return min(best, key=best.__getitem__)
 
 
 def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
