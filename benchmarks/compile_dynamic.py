@@ -38,7 +38,7 @@ from torch._dynamo.utils import counters
 
 from .impls import compile_for_inference, load_builder, ours
 from .run import forward_fn, max_rel_error, table, write_json
-from .timing import interleaved
+from .timing import add_timing_arguments, interleaved
 
 SIZE = (256, 192)
 VARIANTS = {"static": "fused + compile, dynamic=False", "dynamic": "fused + compile, dynamic batch"}
@@ -78,7 +78,7 @@ def bench_model(args: argparse.Namespace, arch: str, reference) -> Dict[str, Lis
     fused = ours(arch).eval().fuse_for_inference()
     sizes = list(dict.fromkeys(args.batches + args.new_batches))
     xs = {b: torch.randn(b, 3, *SIZE, generator=torch.Generator().manual_seed(b)) for b in sizes}
-    with torch.inference_mode():  # also sets the fast path's per-thread state before any compile
+    with torch.inference_mode():
         expected = {b: [t.float() for t in fused(x)] for b, x in xs.items()}
 
     compiles, summary = [], []
@@ -136,14 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--new-batches", nargs="*", type=int, default=[2, 16],
                     help="more batch sizes the dynamic-batch variant is called at once (16: above the "
                          "2..15 guard a backed dynamic batch gets)")
-    ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, timed as 'reference'")
-    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per variant")
-    ap.add_argument("--block", type=float, default=0.5, help="seconds per timing block (at least one call)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-retry", action="store_true",
-                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
+    add_timing_arguments(ap)
     ap.add_argument("--json", default="benchmarks/out/compile_dynamic.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -39,7 +39,7 @@ from torch.profiler import ProfilerActivity, profile
 from .impls import MODES, load_builder, ours, prepare
 from .run import SIZES, forward_fn, table, write_json
 from .train_step import train_step_fn
-from .timing import interleaved
+from .timing import add_timing_arguments, interleaved
 
 REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
 GLUE = ("copies", "element-wise", "other", "python")
@@ -160,14 +160,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--size", default="256x192", choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=[m for m in MODES if "compiled" not in m])
     ap.add_argument("--train", action="store_true", help="profile a training step (forward + backward) instead")
-    ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, profiled as 'reference'")
-    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
     ap.add_argument("--calls", type=int, default=2, help="profiled calls per implementation (forward passes; training steps with --train)")
-    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per implementation")
-    ap.add_argument("--block", type=float, default=1.0, help="seconds per timing block")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-retry", action="store_true",
-                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
+    add_timing_arguments(ap, block_s=1.0, warmup=False, verb="profiled")
     ap.add_argument("--json", default="benchmarks/out/profile_ops.json")
     args = ap.parse_args(argv)
 

@@ -36,7 +36,7 @@ import torch
 from hrformer.fast.cpu import machine_info
 
 from .impls import MODES, load_builder, ours, prepare
-from .timing import interleaved
+from .timing import add_timing_arguments, interleaved
 
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 
@@ -180,19 +180,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["256x192"], choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=list(MODES))
     ap.add_argument("--dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    ap.add_argument("--reference", help="MODULE:FACTORY building another implementation, timed as 'reference'")
-    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
     ap.add_argument("--scaling", action="store_true", help="also time 512x384 and 1024x768; report time ratios")
     ap.add_argument("--no-inference", action="store_true", help="skip the inference table")
     ap.add_argument("--train", action="store_true", help="training step, with and without checkpointing")
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-repeats", type=int, default=2, help="fresh processes per training configuration")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per variant")
-    ap.add_argument("--block", type=float, default=0.5, help="seconds per timing block (at least one call)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-retry", action="store_true",
-                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
+    add_timing_arguments(ap)
     ap.add_argument("--json", default="benchmarks/out/results.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -3,6 +3,7 @@ disturbed are discarded and re-taken, medians."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -107,3 +108,20 @@ def seconds_per_call(fn: Callable[[], object], calls: int, device: str) -> float
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t) / calls
+
+
+def add_timing_arguments(
+    ap: argparse.ArgumentParser, block_s: float = 0.5, warmup: bool = True, verb: str = "timed"
+) -> None:
+    """The options every interleaved benchmark takes: the reference implementation (``--reference``,
+    ``--reference-path``), ``--warmup`` (if ``warmup``), ``--repeats``, ``--block`` (default
+    ``block_s``), ``--threads`` and ``--no-retry``; ``verb`` says what is done to the reference."""
+    ap.add_argument("--reference", help=f"MODULE:FACTORY building another implementation, {verb} as 'reference'")
+    ap.add_argument("--reference-path", help="directory prepended to sys.path to import --reference")
+    if warmup:
+        ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="timing blocks per variant")
+    ap.add_argument("--block", type=float, default=block_s, help="seconds per timing block (at least one call)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-retry", action="store_true",
+                    help="keep timing blocks disturbed by other processes instead of waiting and retrying")
