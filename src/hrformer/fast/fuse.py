@@ -4,7 +4,6 @@ layers, optionally cast to bf16."""
 from __future__ import annotations
 
 import logging
-
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, TypeVar, Union
@@ -128,8 +127,9 @@ def fuse_for_inference(model: M, dtype: Union[None, str, torch.dtype] = None) ->
     outputs equal the unfused model's to about 1e-6 relative, NaN and Inf included;
     ``HRFORMER_FAST_PATH=0`` keeps the public PyTorch ops. The window attention runs the product
     measured fastest on this machine, timed once per kind of windows on first use
-    (:func:`hrformer.fast.attention.attention_product`; ``HRFORMER_ATTENTION`` pins one). Other modules get the folded and fused
-    layers, which run the public ops (the kernels run inside an HRFormer's forward only).
+    (:func:`hrformer.fast.attention.attention_product`; ``HRFORMER_ATTENTION`` pins one). Other
+    modules get the folded and fused layers, which run the public ops (the kernels run inside an
+    HRFormer's forward only).
 
     ``dtype=torch.bfloat16``: BatchNorm folded in fp32, then the weights cast to bf16; the model
     takes fp32 images and returns fp32 outputs (cast at its entry and exit), within about 3e-2

@@ -59,6 +59,8 @@ _BF16 = _AVAILABLE and _is_bf16_supported is not None and bool(_is_bf16_supporte
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
 _enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
 _verified: Dict[Tuple[str, torch.dtype], bool] = {}
+
+
 class _KernelState(threading.local):
     """Per thread: whether the forward running on it may use the kernels. A class attribute default,
     so that reading it is a plain attribute read (``torch.compile`` guarded on ``hasattr`` of a bare
@@ -195,9 +197,7 @@ def reference_act(x: torch.Tensor, attr: str) -> torch.Tensor:
 
 def reference_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` without the module call (hooks on a fused layer's inner convolution do not run)."""
-    if conv.padding_mode != "zeros":
-        return conv(x)
-    return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv._conv_forward(x, conv.weight, conv.bias)
 
 
 def _pair(v) -> List[int]:

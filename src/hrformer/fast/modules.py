@@ -64,11 +64,7 @@ class FusedConvNormAct(nn.Module):
 def conv_norm_act(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``unit(x)`` for a :class:`FusedConvNormAct` (or an identity) without the module call: the
     fused FFN's three units cost one Python call each instead of three."""
-    if type(unit) is FusedConvNormAct:
-        attr = kernels.onednn_attr(unit.act)
-        if attr is not None:
-            return kernels.conv_act(x, unit.conv, attr)
-    return unit(x)
+    return unit.forward(x) if type(unit) is FusedConvNormAct else unit(x)
 
 
 class FusedUpsamplePath(FusedConvNormAct):
