@@ -1,5 +1,6 @@
 """The inference HRFormer block and its FFN: the reference submodules (and state-dict keys), run
-without the module calls of their leaves."""
+without the module calls of their leaves; with the fast path on, the block's attention runs on
+strided window views (:mod:`hrformer.fast.windows`), 26 ops per block where the module path takes 34."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from torch import nn
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.ffn import ConvFFN
 from ..layers.hrformer_block import HRFormerBlock
-from .modules import FusedConvNormAct, conv_norm_act
+from ..layers.window import center_padding
+from . import kernels
+from .attention import FusedWindowAttention
+from .modules import FusedConvNormAct, FusedLinear, conv_norm_act
+from .windows import crop_view, merge_windows, split_heads, window_view
 
 
 class FusedConvFFN(nn.Module):
@@ -38,7 +43,13 @@ def _fused_unit(module: nn.Module) -> nn.Module:
 
 class FusedHRFormerBlock(nn.Module):
     """:class:`HRFormerBlock` for inference: the same submodules and state-dict keys, without the
-    stochastic-depth identities, LayerNorm computed in place of a module call.
+    stochastic-depth identities and the module calls of its leaves.
+
+    With the fast path on (:func:`hrformer.fast.kernels.active`) and a :class:`FusedWindowAttention`
+    without shifted windows, the attention runs inline on strided views: the q/k/v projection on
+    the padded map's windows in place, the heads split and merged as views, the output projection
+    on the padded map before the crop (all per token, so the same arithmetic as the reference).
+    Otherwise its submodules run as in the reference block.
 
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
@@ -53,6 +64,31 @@ class FusedHRFormerBlock(nn.Module):
         return cls(module.norm1, module.attn, module.norm2, module.ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attn = self.attn
+        if type(attn) is not FusedWindowAttention or attn.shift_size or not kernels.active(x):
+            return self.forward_modules(x)
+        b, c, h, w = x.shape
+        window = attn.window_size
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C) view
+        t = _layer_norm(self.norm1, x)
+        pads = center_padding(h, w, window)
+        top, bottom, left, right = pads
+        if any(pads):
+            t = F.pad(t, (0, 0, left, right, top, bottom))
+        t = t.contiguous()  # a no-op for the ops above
+        rows, cols = t.shape[1] // window, t.shape[2] // window
+        q, key, v = split_heads(_linear(attn.qkv, window_view(t, window)), attn.num_heads)
+        mask = attn.attention_mask(b, h, w, pads, q.dtype, q.device)
+        out = attn.attend(q, key, v, mask)
+        out = _linear(attn.proj, merge_windows(out, b, rows, cols, window))
+        x = x + (crop_view(out, pads) if any(pads) else out)
+        y = _layer_norm(self.norm2, x).permute(0, 3, 1, 2)
+        ffn = self.ffn
+        y = ffn.forward(y) if type(ffn) is FusedConvFFN else ffn(y)
+        return x.permute(0, 3, 1, 2) + y
+
+    def forward_modules(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference block's forward on the fused submodules."""
         x = x.permute(0, 2, 3, 1)  # (B, H, W, C) view
         x = x + self.attn(_layer_norm(self.norm1, x))
         y = self.ffn(_layer_norm(self.norm2, x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -63,3 +99,7 @@ def _layer_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if type(norm) is nn.LayerNorm:
         return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
     return norm(x)
+
+
+def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return kernels.linear(x, lin) if type(lin) is FusedLinear else lin(x)
