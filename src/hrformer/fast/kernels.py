@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -173,19 +173,27 @@ def onednn_attr(act: nn.Module) -> Optional[str]:
     return attr
 
 
-def conv_pays(x: torch.Tensor, conv: nn.Conv2d) -> bool:
-    """Whether a oneDNN call is worth its fixed cost for ``conv`` on input ``x`` (B, C, H, W):
-    always for spatial kernels (they take oneDNN anyway), for 1x1 ones on large outputs only."""
-    if conv.weight.dtype != x.dtype:
-        return False
-    if conv.kernel_size != (1, 1):
-        return True
-    out = x.shape[0] * conv.out_channels * x.shape[2] * x.shape[3]
-    return out >= MIN_POINTWISE_CONV_OUTPUT or out * conv.in_channels // conv.groups >= MIN_MACS
+class ConvGeometry(NamedTuple):
+    """What the kernels need of a convolution besides its tensors, read once per fused unit (not per
+    call): the operator arguments, and the smallest input (in elements) for which a oneDNN call is
+    worth its fixed cost: any for spatial kernels (they take oneDNN anyway), large outputs only for
+    1x1 ones."""
+
+    padding: List[int]
+    stride: List[int]
+    dilation: List[int]
+    groups: int
+    min_numel: int
 
 
-def linear_pays(x: torch.Tensor, lin: nn.Linear) -> bool:
-    return lin.weight.dtype == x.dtype and x.numel() * lin.out_features >= MIN_LINEAR_MACS
+def conv_geometry(conv: nn.Conv2d) -> ConvGeometry:
+    min_numel = 0
+    if conv.kernel_size == (1, 1):
+        # pays when B*H*W * out >= MIN_POINTWISE_CONV_OUTPUT or B*H*W * out * in / groups >= MIN_MACS
+        out, macs = conv.out_channels, conv.out_channels * conv.in_channels // conv.groups
+        pixels = min(-(-MIN_POINTWISE_CONV_OUTPUT // out), -(-MIN_MACS // max(macs, 1)))
+        min_numel = pixels * conv.in_channels
+    return ConvGeometry(_pair(conv.padding), _pair(conv.stride), _pair(conv.dilation), conv.groups, min_numel)
 
 
 _REFERENCE_ACTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"none": lambda t: t, "relu": F.relu, "gelu": F.gelu}
@@ -195,49 +203,42 @@ def reference_act(x: torch.Tensor, attr: str) -> torch.Tensor:
     return _REFERENCE_ACTS[attr](x)
 
 
-def reference_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(x)`` without the module call (hooks on a fused layer's inner convolution do not run)."""
-    return conv._conv_forward(x, conv.weight, conv.bias)
+def weight_and_bias(module: nn.Module) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``module.weight, module.bias``, read from its parameter dict: nn.Module's attribute fallback
+    costs about 1 us per read on 2-core CPUs, and a fused forward reads a few thousand. A module that
+    keeps them elsewhere (a parametrization, plain tensors) is read through its attributes."""
+    params = module._parameters
+    if "weight" in params and "bias" in params:
+        return params["weight"], params["bias"]
+    return module.weight, module.bias
 
 
 def _pair(v) -> List[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(i) for i in v]
 
 
-# (padding, stride, dilation) as a convolution holds them -> as the operators take them.
-_GEOMETRIES: Dict[tuple, Tuple[List[int], List[int], List[int]]] = {}
-
-
-def _geometry(conv: nn.Conv2d) -> Tuple[List[int], List[int], List[int]]:
-    """(padding, stride, dilation) of ``conv`` as the operators take them (kept by value: a handful
-    of distinct geometries per model)."""
-    key = (conv.padding, conv.stride, conv.dilation)
-    geometry = _GEOMETRIES.get(key)
-    if geometry is None:
-        geometry = _GEOMETRIES[key] = (_pair(conv.padding), _pair(conv.stride), _pair(conv.dilation))
-    return geometry
-
-
-def _onednn_conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
-    padding, stride, dilation = _geometry(conv)
-    return _CONV(x, conv.weight, conv.bias, padding, stride, dilation, conv.groups, attr, [],
+def _onednn_conv_act(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], g: ConvGeometry, attr: str
+) -> torch.Tensor:
+    return _CONV(x, weight, bias, g.padding, g.stride, g.dilation, g.groups, attr, [],
                  "none" if attr == "gelu" else "")
 
 
-def _onednn_conv_add_relu(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+def _onednn_conv_add_relu(
+    x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], g: ConvGeometry
+) -> torch.Tensor:
     # bf16: the ReLU after the add is applied in place, because where oneDNN cannot fuse a shape
     # torch falls back to its add_relu kernel, which has no bf16 (torch 2.13: grouped convolutions).
     bf16 = x.dtype == torch.bfloat16
-    padding, stride, dilation = _geometry(conv)
     out = _CONV.binary(
-        x, other, conv.weight, conv.bias, padding, stride, dilation,
-        conv.groups, "add", None, None if bf16 else "relu", [], None,
+        x, other, weight, bias, g.padding, g.stride, g.dilation,
+        g.groups, "add", None, None if bf16 else "relu", [], None,
     )
     return out.relu_() if bf16 else out
 
 
-def _onednn_linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    return _LINEAR(x, lin.weight, lin.bias, "none", [], "")
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return _LINEAR(x, weight, bias, "none", [], "")
 
 
 # Self-check tolerances per dtype: bf16 rounds every output to 8 bits of mantissa.
@@ -247,8 +248,9 @@ _CHECK_TOL = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 2e-2)}
 def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
     """Run one kind of kernel once per dtype on a tiny input against the public ops; False (with a
     warning) when it raises or disagrees, e.g. after a torch upgrade changed the private operator."""
-    if (kind, dtype) in _verified:
-        return _verified[(kind, dtype)]
+    verified = _verified.get((kind, dtype))
+    if verified is not None:
+        return verified
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 5, 5, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
     conv = nn.Conv2d(4, 4, 3, padding=1, groups=2).to(dtype)
@@ -259,10 +261,13 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
     checks: Dict[str, Callable[[], List[torch.Tensor]]] = {
         "conv_act": lambda: [
             t for attr in ("none", "relu", "gelu")
-            for t in (_onednn_conv_act(x, conv, attr), reference_act(conv(x), attr))
+            for t in (_onednn_conv_act(x, conv.weight, conv.bias, conv_geometry(conv), attr),
+                      reference_act(conv(x), attr))
         ],
-        "conv_add_relu": lambda: [_onednn_conv_add_relu(x, other, conv), F.relu(conv(x) + other)],
-        "linear": lambda: [_onednn_linear(tokens, lin), lin(tokens)],
+        "conv_add_relu": lambda: [
+            _onednn_conv_add_relu(x, other, conv.weight, conv.bias, conv_geometry(conv)), F.relu(conv(x) + other)
+        ],
+        "linear": lambda: [_onednn_linear(tokens, lin.weight, lin.bias), lin(tokens)],
     }
     try:
         with torch.no_grad():
@@ -300,24 +305,38 @@ def fastest_of(candidates: Dict[str, Callable[[], object]], rounds: int = 3) -> 
     return min(best, key=best.__getitem__)
 
 
-def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
-    """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed."""
-    if active(x) and conv_pays(x, conv) and _self_check("conv_act", x.dtype):
-        return _onednn_conv_act(x, conv, attr)
-    return reference_act(reference_conv(x, conv), attr)
+def _conv_pays(x: torch.Tensor, weight: torch.Tensor, geometry: ConvGeometry, kind: str) -> bool:
+    return (active(x) and x.numel() >= geometry.min_numel and weight.dtype == x.dtype
+            and _self_check(kind, x.dtype))
 
 
-def conv_add_act(x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str) -> torch.Tensor:
+def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None) -> torch.Tensor:
+    """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed;
+    ``geometry``: ``conv_geometry(conv)``, kept by the caller."""
+    geometry = geometry or conv_geometry(conv)
+    weight, bias = weight_and_bias(conv)
+    if _conv_pays(x, weight, geometry, "conv_act"):
+        return _onednn_conv_act(x, weight, bias, geometry, attr)
+    return reference_act(conv._conv_forward(x, weight, bias), attr)
+
+
+def conv_add_act(
+    x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None
+) -> torch.Tensor:
     """``act(conv(x) + other)`` (the residual add of HRNet blocks); oneDNN fuses ReLU after the add."""
-    if (attr == "relu" and active(x) and conv_pays(x, conv) and other.is_contiguous(memory_format=torch.channels_last)
-            and _self_check("conv_add_relu", x.dtype)):
-        return _onednn_conv_add_relu(x, other, conv)
-    return reference_act(reference_conv(x, conv) + other, attr)
+    geometry = geometry or conv_geometry(conv)
+    weight, bias = weight_and_bias(conv)
+    if (attr == "relu" and other.is_contiguous(memory_format=torch.channels_last)
+            and _conv_pays(x, weight, geometry, "conv_add_relu")):
+        return _onednn_conv_add_relu(x, other, weight, bias, geometry)
+    return reference_act(conv._conv_forward(x, weight, bias) + other, attr)
 
 
 def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
     """``lin(x)`` with oneDNN's matmul where it pays: up to 1.6x faster than MKL's on the large,
     narrow token matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B)."""
-    if active(x) and linear_pays(x, lin) and _self_check("linear", x.dtype):
-        return _onednn_linear(x, lin)
-    return F.linear(x, lin.weight, lin.bias)
+    weight, bias = weight_and_bias(lin)
+    if (active(x) and weight.dtype == x.dtype and x.numel() * weight.shape[0] >= MIN_LINEAR_MACS
+            and _self_check("linear", x.dtype)):
+        return _onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)

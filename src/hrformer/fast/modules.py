@@ -10,7 +10,7 @@ State-dict keys are the reference's, less the folded BatchNorms.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -40,7 +40,9 @@ def folded_conv(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
 
 class FusedConvNormAct(nn.Module):
     """``act(conv(x))``, the BatchNorm of a :class:`ConvNormAct` folded into ``conv``; one oneDNN
-    kernel where allowed.
+    kernel where allowed. What the kernels need besides the tensors (post-op, operator arguments,
+    the size from which oneDNN pays) is read from ``conv`` and ``act`` on first use and again
+    whenever either is replaced.
 
     Shapes: (B, in_chs, H, W) -> (B, out_chs, H', W').
     """
@@ -54,11 +56,25 @@ class FusedConvNormAct(nn.Module):
     def from_reference(cls, module: ConvNormAct) -> "FusedConvNormAct":
         return cls(folded_conv(module.conv, module.bn), module.act)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name in ("conv", "act"):
+            self.__dict__.pop("_plan", None)
+
+    def plan(self) -> Tuple[Optional[str], kernels.ConvGeometry]:
+        """(oneDNN post-op of ``act`` or None, ``conv``'s geometry), kept until ``conv`` or ``act``
+        is replaced."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self.__dict__["_plan"] = (kernels.onednn_attr(self.act), kernels.conv_geometry(self.conv))
+        return plan
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attr = kernels.onednn_attr(self.act)
+        attr, geometry = self.plan()
+        conv = self._modules["conv"]  # not self.conv: nn.Module's attribute fallback costs ~1 us
         if attr is None:
-            return self.act(self.conv(x))
-        return kernels.conv_act(x, self.conv, attr)
+            return self.act(conv(x))
+        return kernels.conv_act(x, conv, attr, geometry)
 
 
 def conv_norm_act(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +125,8 @@ class FusedBottleneck(nn.Module):
         return cls(*convs, FusedConvNormAct.from_reference(shortcut) if isinstance(shortcut, ConvNormAct) else shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.conv_add_act(self.conv2(self.conv1(x)), self.downsample(x), self.conv3.conv, "relu")
+        conv3 = self.conv3
+        return kernels.conv_add_act(self.conv2(self.conv1(x)), self.downsample(x), conv3.conv, "relu", conv3.plan()[1])
 
 
 class FusedBasicBlock(nn.Module):
@@ -127,7 +144,8 @@ class FusedBasicBlock(nn.Module):
         return cls(FusedConvNormAct.from_reference(module.conv1), FusedConvNormAct.from_reference(module.conv2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.conv_add_act(self.conv1(x), x, self.conv2.conv, "relu")
+        conv2 = self.conv2
+        return kernels.conv_add_act(self.conv1(x), x, conv2.conv, "relu", conv2.plan()[1])
 
 
 class FusedLinear(nn.Linear):
