@@ -17,11 +17,12 @@ from ..layers.attention import LocalWindowAttention
 from ..layers.conv_blocks import BasicBlock, Bottleneck
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.ffn import ConvFFN
-from ..layers.fusion import UpsamplePath
+from ..layers.fusion import Fusion, UpsamplePath
 from ..layers.hrformer_block import HRFormerBlock
 from . import cpu
 from .attention import FusedWindowAttention
 from .block import FusedConvFFN, FusedHRFormerBlock
+from .fusion import FusedFusion
 from .modules import FusedBasicBlock, FusedBottleneck, FusedConvNormAct, FusedUpsamplePath, folded_conv
 
 logger = logging.getLogger("hrformer")
@@ -39,6 +40,7 @@ FUSED_MODULES: Dict[type, Any] = {
     HRFormerBlock: FusedHRFormerBlock,
     LocalWindowAttention: FusedWindowAttention,
     ConvFFN: FusedConvFFN,
+    Fusion: FusedFusion,
 }
 
 

@@ -1,5 +1,6 @@
-"""The fused block's strided window views: the same windows, heads and maps as the reference layer's
-partition / split / merge / crop, and the same block outputs, for any size, batch and head count."""
+"""The fused inference modules against the reference layers they replace: the block's strided window
+views (the same windows, heads and maps as the reference partition / split / merge / crop), the
+block, and the fusion across resolutions, for any size, batch and head count."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 from hrformer.fast import kernels
 from hrformer.fast.block import FusedHRFormerBlock
 from hrformer.fast.fuse import fuse_for_inference
+from hrformer.fast.fusion import FusedFusion
 from hrformer.fast.windows import crop_view, merge_windows, split_heads, window_view
-from hrformer.layers import HRFormerBlock
+from hrformer.layers import Fusion, HRFormerBlock
 from hrformer.layers.window import crop_padding, pad_to_windows, window_partition, window_unpartition
 
 SIZES = [(7, 7), (14, 21), (9, 13), (3, 5), (16, 12)]
@@ -60,3 +62,25 @@ def test_fused_block_inline_attention_equals_its_modules(height, width, mask_pad
                 assert kernels.active(inp) == kernels.fast_path_enabled()
             assert (got - want).abs().max() <= 1e-5 * want.abs().max()
             assert torch.allclose(fused.forward_modules(inp), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("num_outputs", [1, 3])
+@pytest.mark.parametrize("custom_act", [False, True])
+def test_fused_fusion_equals_the_reference(mode, num_outputs, custom_act, randomise_bn):
+    """Every path kind (identity, upsampling, one and two separable downsampling steps), odd sizes,
+    kernels on and off; a path or activation of another kind runs as a module."""
+    torch.manual_seed(0)
+    fusion = randomise_bn(Fusion([4, 6, 8], num_outputs, mode)).eval()
+    if custom_act:
+        fusion.act = torch.nn.GELU()
+    fused = fuse_for_inference(torch.nn.Sequential(copy.deepcopy(fusion)))[0]
+    assert isinstance(fused, FusedFusion)
+    xs = [torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last) for c, h, w in ((4, 13, 15), (6, 7, 8), (8, 4, 4))]
+    with torch.no_grad():
+        want = fusion(xs)
+        with kernels.kernels_for(xs[0]):
+            got = fused(xs)
+    assert len(got) == len(want) == num_outputs
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and (g - w).abs().max() <= 1e-5 * w.abs().max()
