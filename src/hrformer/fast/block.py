@@ -15,7 +15,7 @@ from ..layers.window import center_padding
 from . import kernels
 from .attention import FusedWindowAttention
 from .modules import FusedConvNormAct, FusedLinear, conv_norm_act
-from .windows import crop_view, merge_windows, split_heads, window_view
+from .windows import crop_view, merge_windows, partition_windows, split_heads
 
 
 class FusedConvFFN(nn.Module):
@@ -47,8 +47,8 @@ class FusedHRFormerBlock(nn.Module):
     stochastic-depth identities and the module calls of its leaves.
 
     With the fast path on (:func:`hrformer.fast.kernels.active`) and a :class:`FusedWindowAttention`
-    without shifted windows, the attention runs inline on strided views: the q/k/v projection on
-    the padded map's windows in place, the heads split and merged as views, the output projection
+    without shifted windows, the attention runs inline on strided views: the padded map partitioned
+    into windows in one copy, the heads split and merged as views, the output projection
     on the padded map before the crop (all per token, so the same arithmetic as the reference).
     Otherwise its submodules run as in the reference block.
 
@@ -81,7 +81,7 @@ class FusedHRFormerBlock(nn.Module):
         t = t.contiguous()  # a no-op for the ops above
         rows, cols = t.shape[1] // window, t.shape[2] // window
         attn_modules = attn._modules
-        q, key, v = split_heads(_linear(attn_modules["qkv"], window_view(t, window)), attn.num_heads)
+        q, key, v = split_heads(_linear(attn_modules["qkv"], partition_windows(t, window)), attn.num_heads)
         mask = attn.attention_mask(b, h, w, pads, q.dtype, q.device)
         out = attn.attend(q, key, v, mask)
         out = _linear(attn_modules["proj"], merge_windows(out, b, rows, cols, window))
