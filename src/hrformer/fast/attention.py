@@ -66,6 +66,8 @@ def attention_path_from_environment() -> str:
 
 attention_path = attention_path_from_environment()
 
+_MISSING = object()
+
 # (windows as a power of two, heads, tokens, head dim, dtype, mask kind) -> the product measured
 # fastest for such windows. Powers of two: a model taking images of many sizes times a few window
 # counts per branch, not one per size.
@@ -82,7 +84,7 @@ def attention_product(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask:
         return "flash"
     if attention_path != "auto":
         return attention_path
-    mask_kind = None if mask is None else (mask.shape[0] == 1, mask.shape[1])
+    mask_kind = None if mask is None else (mask.size(0) == 1, mask.size(1))
     kind = (b.bit_length(), heads, n, head_dim, q.dtype, mask_kind)
     name = _fastest.get(kind)
     if name is None:
@@ -134,9 +136,11 @@ class FusedWindowAttention(LocalWindowAttention):
         return self.relative_position_bias_table
 
     def relative_position_bias(self) -> torch.Tensor:
-        table = self._table()
         if kernels.tracing():
             return super().relative_position_bias()
+        return self._current_bias(self._table())
+
+    def _current_bias(self, table: torch.Tensor) -> torch.Tensor:
         key = self._bias_key
         if key is None or key[0] is not table or key[1] != table._version or key[2] != table.data_ptr():
             # Gathered without autograd and outside inference mode, so the cache serves any later call.
@@ -154,16 +158,28 @@ class FusedWindowAttention(LocalWindowAttention):
         again after the bias table changed."""
         if kernels.tracing():
             return super().attention_mask(batch, height, width, pads, dtype, device)
-        if self._table() is not None:
-            self.relative_position_bias()  # forgets the masks when the table changed
-        masks = self.__dict__.setdefault("_masks", {})
+        return self.kept_mask(batch, height, width, pads, dtype, device)
+
+    def kept_mask(
+        self, batch: int, height: int, width: int, pads: Tuple[int, int, int, int], dtype: torch.dtype,
+        device: torch.device,
+    ) -> Optional[torch.Tensor]:
+        """:meth:`attention_mask` for a caller that knows no tracer or compiler is recording (the
+        fused block with the kernels on): the kept mask, without the tracing checks."""
+        table = self._table()
+        if table is not None:
+            self._current_bias(table)  # forgets the masks when the table changed
+        masks = self.__dict__.get("_masks")
+        if masks is None:
+            masks = self.__dict__["_masks"] = {}
         shape = (batch, height, width, dtype, device)
-        if shape not in masks:
+        mask = masks.get(shape, _MISSING)
+        if mask is _MISSING:
             if len(masks) >= 16:
                 masks.clear()
             with torch.inference_mode(False), torch.no_grad():
-                masks[shape] = super().attention_mask(batch, height, width, pads, dtype, device)
-        return masks[shape]
+                mask = masks[shape] = super().attention_mask(batch, height, width, pads, dtype, device)
+        return mask
 
     def attend(
         self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
@@ -171,6 +187,13 @@ class FusedWindowAttention(LocalWindowAttention):
         # The switch (HRFORMER_FAST_PATH=0, set_fast_path(False)) sends it through the reference path too.
         if self.training or not kernels.active(q):
             return super().attend(q, key, v, mask)
+        return self.attend_fastest(q, key, v, mask)
+
+    def attend_fastest(
+        self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """:meth:`attend` with the product measured fastest, for a caller that has checked that the
+        fast path is on (the fused block)."""
         product = attention_product(q, key, v, mask)
         if product == "flash":
             return super().attend(q, key, v, mask)

@@ -82,8 +82,8 @@ class FusedHRFormerBlock(nn.Module):
         rows, cols = t.shape[1] // window, t.shape[2] // window
         attn_modules = attn._modules
         q, key, v = split_heads(_linear(attn_modules["qkv"], partition_windows(t, window)), attn.num_heads)
-        mask = attn.attention_mask(b, h, w, pads, q.dtype, q.device)
-        out = attn.attend(q, key, v, mask)
+        mask = attn.kept_mask(b, h, w, pads, q.dtype, q.device)
+        out = attn.attend_fastest(q, key, v, mask)
         out = _linear(attn_modules["proj"], merge_windows(out, b, rows, cols, window))
         x = x + (crop_view(out, pads) if any(pads) else out)
         y = _layer_norm(modules["norm2"], x).permute(0, 3, 1, 2)
