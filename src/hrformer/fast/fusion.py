@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.fusion import DownsamplePath, Fusion, IdentityPath, SeparableDownsample
+from . import kernels
 from .modules import FusedConvNormAct, FusedUpsamplePath, conv_norm_act
 
 
@@ -33,18 +34,19 @@ class FusedFusion(nn.Module):
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         modules = self._modules  # not self.paths: nn.Module's attribute fallback costs ~1 us per read
         relu = type(modules["act"]) is nn.ReLU
+        on = kernels.active(xs[0])  # the same for every path: no hook runs between them
         outs = []
         for i, paths in enumerate(modules["paths"]._modules.values()):
             size = (xs[i].shape[-2], xs[i].shape[-1])
             paths = list(paths._modules.values())
-            y = _run_path(paths[0], xs[0], size)
+            y = _run_path(paths[0], xs[0], size, on)
             for path, x in zip(paths[1:], xs[1:]):
-                y = y + _run_path(path, x, size)
+                y = y + _run_path(path, x, size, on)
             outs.append(F.relu(y) if relu else modules["act"](y))
         return outs
 
 
-def _run_path(path: nn.Module, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+def _run_path(path: nn.Module, x: torch.Tensor, size: Tuple[int, int], kernels_on: bool) -> torch.Tensor:
     kind = type(path)
     if kind is IdentityPath:
         return x
@@ -56,6 +58,6 @@ def _run_path(path: nn.Module, x: torch.Tensor, size: Tuple[int, int]) -> torch.
             if type(step) is not SeparableDownsample or type(units["dw"]) is not FusedConvNormAct:
                 x = step(x)
             else:
-                x = conv_norm_act(units["pw"], conv_norm_act(units["dw"], x))
+                x = conv_norm_act(units["pw"], conv_norm_act(units["dw"], x, kernels_on), kernels_on)
         return x
     return path(x, size)

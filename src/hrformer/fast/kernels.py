@@ -305,17 +305,22 @@ def fastest_of(candidates: Dict[str, Callable[[], object]], rounds: int = 3) -> 
     return min(best, key=best.__getitem__)
 
 
-def _conv_pays(x: torch.Tensor, weight: torch.Tensor, geometry: ConvGeometry, kind: str) -> bool:
-    return (active(x) and x.numel() >= geometry.min_numel and weight.dtype == x.dtype
+def _conv_pays(
+    x: torch.Tensor, weight: torch.Tensor, geometry: ConvGeometry, kind: str, on: Optional[bool] = None
+) -> bool:
+    return ((active(x) if on is None else on) and x.numel() >= geometry.min_numel and weight.dtype == x.dtype
             and _self_check(kind, x.dtype))
 
 
-def conv_act(x: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None) -> torch.Tensor:
+def conv_act(
+    x: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None, on: Optional[bool] = None
+) -> torch.Tensor:
     """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed;
-    ``geometry``: ``conv_geometry(conv)``, kept by the caller."""
+    ``geometry``: ``conv_geometry(conv)``, kept by the caller; ``on``: :func:`active` for ``x``
+    where the caller has it (a chain of units checks once), else it is checked here."""
     geometry = geometry or conv_geometry(conv)
     weight, bias = weight_and_bias(conv)
-    if _conv_pays(x, weight, geometry, "conv_act"):
+    if _conv_pays(x, weight, geometry, "conv_act", on):
         return _onednn_conv_act(x, weight, bias, geometry, attr)
     return reference_act(conv._conv_forward(x, weight, bias), attr)
 

@@ -69,18 +69,21 @@ class FusedConvNormAct(nn.Module):
             plan = self.__dict__["_plan"] = (kernels.onednn_attr(self.act), kernels.conv_geometry(self.conv))
         return plan
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernels_on: Optional[bool] = None) -> torch.Tensor:
+        """``kernels_on``: :func:`kernels.active(x) <hrformer.fast.kernels.active>` where the caller
+        has it (checked here otherwise)."""
         attr, geometry = self.plan()
         conv = self._modules["conv"]  # not self.conv: nn.Module's attribute fallback costs ~1 us
         if attr is None:
             return self.act(conv(x))
-        return kernels.conv_act(x, conv, attr, geometry)
+        return kernels.conv_act(x, conv, attr, geometry, kernels_on)
 
 
-def conv_norm_act(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def conv_norm_act(unit: nn.Module, x: torch.Tensor, kernels_on: Optional[bool] = None) -> torch.Tensor:
     """``unit(x)`` for a :class:`FusedConvNormAct` (or an identity) without the module call: the
-    fused FFN's three units cost one Python call each instead of three."""
-    return unit.forward(x) if type(unit) is FusedConvNormAct else unit(x)
+    fused FFN's three units cost one Python call each instead of three. ``kernels_on``: see
+    :meth:`FusedConvNormAct.forward` (a chain of units checks once)."""
+    return unit.forward(x, kernels_on) if type(unit) is FusedConvNormAct else unit(x)
 
 
 class FusedUpsamplePath(FusedConvNormAct):
