@@ -29,10 +29,9 @@ ATTENTION_ENV_VAR = "HRFORMER_ATTENTION"
 
 
 def explicit_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hd) + mask) v as three products, the scores in place."""
-    attn = torch.matmul(q, key.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
-    if mask is not None:
-        attn = attn.add_(mask)
+    """softmax(q k^T / sqrt(hd) + mask) v as three products, the scores scaled and masked in place
+    in one op."""
+    attn = _scaled_masked(torch.matmul(q, key.transpose(-2, -1)), q.shape[-1] ** -0.5, mask)
     return torch.matmul(attn.softmax(-1), v)
 
 
@@ -41,10 +40,15 @@ def explicit_mixed_attention(
 ) -> torch.Tensor:
     """:func:`explicit_attention` for reduced-precision windows with the products in their dtype and
     the scores, mask and softmax in fp32 (bf16 softmax kernels are the slow part on CPUs)."""
-    attn = torch.matmul(q, key.transpose(-2, -1)).float().mul_(q.shape[-1] ** -0.5)
-    if mask is not None:
-        attn = attn.add_(mask)
+    attn = _scaled_masked(torch.matmul(q, key.transpose(-2, -1)).float(), q.shape[-1] ** -0.5, mask)
     return torch.matmul(attn.softmax(-1).to(q.dtype), v)
+
+
+def _scaled_masked(scores: torch.Tensor, scale: float, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``scores * scale + mask`` in place: one pass (mask + scale * scores), not a multiply and an add."""
+    if mask is None:
+        return scores.mul_(scale)
+    return torch.add(mask, scores, alpha=scale, out=scores)
 
 
 def flash_attention(q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

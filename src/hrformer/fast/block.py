@@ -4,6 +4,8 @@ strided window views (:mod:`hrformer.fast.windows`), 26 ops per block where the 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,9 +35,12 @@ class FusedConvFFN(nn.Module):
     def from_reference(cls, module: ConvFFN) -> "FusedConvFFN":
         return cls(*(_fused_unit(m) for m in (module.fc1, module.dw, module.fc2)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernels_on: Optional[bool] = None) -> torch.Tensor:
+        """``kernels_on``: :func:`kernels.active(x) <hrformer.fast.kernels.active>` where the caller
+        has it (checked here otherwise)."""
         units = self._modules  # not self.fc1, ...: nn.Module's attribute fallback costs ~1 us per read
-        on = kernels.active(x)  # the same for the three units: no hook runs between them
+        # the same for the three units: no hook runs between them
+        on = kernels.active(x) if kernels_on is None else kernels_on
         return conv_norm_act(units["fc2"], conv_norm_act(units["dw"], conv_norm_act(units["fc1"], x, on), on), on)
 
 
@@ -82,6 +87,7 @@ class FusedHRFormerBlock(nn.Module):
         t = t.contiguous()  # a no-op for the ops above
         rows, cols = t.shape[1] // window, t.shape[2] // window
         attn_modules = attn._modules
+        # The kernels are on for this block (checked above): its linears and FFN do not check again.
         q, key, v = split_heads(_linear(attn_modules["qkv"], partition_windows(t, window)), attn.num_heads)
         mask = attn.kept_mask(b, h, w, pads, q.dtype, q.device)
         out = attn.attend_fastest(q, key, v, mask)
@@ -89,7 +95,7 @@ class FusedHRFormerBlock(nn.Module):
         x = x + (crop_view(out, pads) if any(pads) else out)
         y = _layer_norm(modules["norm2"], x).permute(0, 3, 1, 2)
         ffn = modules["ffn"]
-        y = ffn.forward(y) if type(ffn) is FusedConvFFN else ffn(y)
+        y = ffn.forward(y, True) if type(ffn) is FusedConvFFN else ffn(y)
         return x.permute(0, 3, 1, 2) + y
 
     def forward_modules(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,4 +114,5 @@ def _layer_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return kernels.linear(x, lin) if type(lin) is FusedLinear else lin(x)
+    """``lin(x)`` inside a fused block whose kernels are on."""
+    return kernels.linear(x, lin, True) if type(lin) is FusedLinear else lin(x)

@@ -337,11 +337,12 @@ def conv_add_act(
     return reference_act(conv._conv_forward(x, weight, bias) + other, attr)
 
 
-def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.Tensor:
     """``lin(x)`` with oneDNN's matmul where it pays: up to 1.6x faster than MKL's on the large,
-    narrow token matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B)."""
+    narrow token matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B).
+    ``on``: :func:`active` for ``x`` where the caller has it, else it is checked here."""
     weight, bias = weight_and_bias(lin)
-    if (active(x) and weight.dtype == x.dtype and x.numel() * weight.shape[0] >= MIN_LINEAR_MACS
+    if ((active(x) if on is None else on) and weight.dtype == x.dtype and x.numel() * weight.shape[0] >= MIN_LINEAR_MACS
             and _self_check("linear", x.dtype)):
         return _onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)
