@@ -38,7 +38,7 @@ from torch._dynamo.utils import counters
 
 from .impls import compile_for_inference, load_builder, ours
 from .run import forward_fn, max_rel_error, table, write_json
-from .timing import add_timing_arguments, interleaved
+from .timing import add_timing_arguments, configure_process, interleaved
 
 SIZE = (256, 192)
 VARIANTS = {"static": "fused + compile, dynamic=False", "dynamic": "fused + compile, dynamic batch"}
@@ -139,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     add_timing_arguments(ap)
     ap.add_argument("--json", default="benchmarks/out/compile_dynamic.json")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    configure_process(args)
     torch._dynamo.config.recompile_limit = 64  # counted here, never a reason to fall back to eager
 
     reference = load_builder(args.reference, args.reference_path) if args.reference else None

@@ -39,7 +39,7 @@ from torch.profiler import ProfilerActivity, profile
 from .impls import MODES, load_builder, ours, prepare
 from .run import SIZES, forward_fn, table, write_json
 from .train_step import train_step_fn
-from .timing import add_timing_arguments, interleaved
+from .timing import add_timing_arguments, configure_process, interleaved
 
 REQUIRED = ("convolution", "matmul", "attention", "normalisation", "activation", "resampling")
 GLUE = ("copies", "element-wise", "other", "python")
@@ -165,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", default="benchmarks/out/profile_ops.json")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    configure_process(args)
     reference = load_builder(args.reference, args.reference_path) if args.reference else None
     rows = breakdown_rows(args, reference, [f"hrformer_{m}" for m in args.models])
     cols = ["model", "impl", "task", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",

@@ -36,7 +36,7 @@ import torch
 from hrformer.fast.cpu import machine_info
 
 from .impls import MODES, load_builder, ours, prepare
-from .timing import add_timing_arguments, interleaved
+from .timing import add_timing_arguments, configure_process, interleaved
 
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 
@@ -188,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     add_timing_arguments(ap)
     ap.add_argument("--json", default="benchmarks/out/results.json")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    configure_process(args)
     if args.scaling:
         args.sizes = list(SIZES)
 

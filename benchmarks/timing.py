@@ -10,6 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
+import torch
+
+from hrformer.fast import keep_freed_memory
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,8 +99,6 @@ def seconds_per_call(fn: Callable[[], object], calls: int, device: str) -> float
     """Mean seconds per call of ``fn`` over ``calls`` calls: CUDA events on a GPU (the kernels'
     time, not the launches'), the wall clock elsewhere."""
     if device.startswith("cuda"):
-        import torch
-
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(calls):
@@ -125,3 +127,14 @@ def add_timing_arguments(
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-retry", action="store_true",
                     help="keep timing blocks disturbed by other processes instead of waiting and retrying")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="hrformer.keep_freed_memory() first: freed activations kept by glibc for the next "
+                         "call (process-wide, so for every implementation timed)")
+
+
+def configure_process(args: argparse.Namespace) -> None:
+    """What the timing options set for the whole process: torch's threads and, with
+    ``--keep-freed-memory``, glibc's treatment of freed memory."""
+    torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep-freed-memory: this C library is not glibc")

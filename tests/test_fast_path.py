@@ -249,3 +249,43 @@ def test_fused_model_computes_with_its_current_bias_tables(randomise_bn):
     model.load_state_dict(new_tables, strict=False)
     fused.load_state_dict(new_tables, strict=False, assign=True)  # new table tensors
     check("load_state_dict(assign=True)")
+
+
+_MALLINFO_PROBE = """
+import ctypes, torch, hrformer
+from hrformer.fast import memory
+libc = memory._glibc()
+if libc is None or not hasattr(libc, "mallinfo2"):
+    raise SystemExit(3)
+class MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo
+def allocation(nbytes=40 << 20):
+    # (bytes mapped on their own, heap size) before, while a tensor is alive, and after it is freed
+    info = [libc.mallinfo2()]
+    t = torch.empty(nbytes, dtype=torch.uint8).fill_(1)
+    info.append(libc.mallinfo2())
+    del t
+    info.append(libc.mallinfo2())
+    return [v for i in info for v in (i.hblkhd, i.arena)]
+before = allocation()
+assert hrformer.keep_freed_memory() and hrformer.keep_freed_memory()  # applied, and again
+print(*before, *allocation())
+"""
+
+
+def test_keep_freed_memory_keeps_large_activations_in_the_heap():
+    """By default glibc maps a 40 MB tensor on its own and unmaps it when freed (the next forward
+    faults its pages in again); after keep_freed_memory() it comes from the heap, which keeps it."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-c", _MALLINFO_PROBE], capture_output=True, text=True)
+    if run.returncode == 3:
+        pytest.skip("not glibc >= 2.33 (no mallopt / mallinfo2)")
+    assert run.returncode == 0, run.stderr
+    values = list(map(int, run.stdout.split()))
+    (mapped0, _, mapped1, _, mapped2, _), (kept0, heap0, kept1, heap1, kept2, heap2) = values[:6], values[6:]
+    assert mapped1 - mapped0 >= 40 << 20 and mapped2 == mapped0  # mapped, then unmapped
+    assert kept1 == kept0 == kept2  # not mapped on its own
+    assert heap1 == heap2  # freed into the heap, which is not trimmed

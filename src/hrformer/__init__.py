@@ -22,7 +22,7 @@ from .factory import (
 )
 from .data_config import resolve_data_config
 from .export import export_onnx
-from .fast import fuse_for_inference, set_fast_path
+from .fast import fuse_for_inference, keep_freed_memory, set_fast_path
 from . import classification, pose, segmentation  # hrformer.pose.predict etc. after a plain `import hrformer`
 from .classification import create_transform
 from .model import HRFormer
@@ -41,6 +41,6 @@ __all__ = [
     "HRFormerConfig", "HRFormerError", "InputError", "InputTypeError", "PretrainedCfg",
     "ResourceLimitError", "Profile", "WeightsUnavailableError", "classification", "convert_original",
     "create_model", "create_transform", "export_onnx", "from_original", "from_pretrained", "fuse_for_inference",
-    "get_pretrained_cfg", "list_models", "load_weights", "pose", "profile", "push_to_hub", "resolve_data_config",
+    "get_pretrained_cfg", "keep_freed_memory", "list_models", "load_weights", "pose", "profile", "push_to_hub", "resolve_data_config",
     "save_pretrained", "segmentation", "set_fast_path", "__version__",
 ]

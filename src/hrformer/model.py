@@ -122,7 +122,9 @@ class HRFormer(nn.Module):
                 x = checkpointed(block, x)
         else:
             x = self.stage1(self.stem(x))
+        # Only the list holds stage 1's output: stage 2's transition frees it, not this method's return.
         xs = [x]
+        del x
         for stage in (self.stage2, self.stage3, self.stage4):
             xs = stage(xs)
         return xs

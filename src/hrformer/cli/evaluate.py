@@ -142,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device("cuda", torch.cuda.current_device())
     resolved = load_model(args.model, args.weights, task=task, source_flag="--model")
     model = resolved.model.eval().to(device)
+    if device.type == "cpu":
+        from ..fast import keep_freed_memory
+
+        # A process that runs thousands of forwards: freed activations are kept for the next one.
+        keep_freed_memory()
     if args.fuse:
         with user_errors("--fuse"):
             model.fuse_for_inference()
