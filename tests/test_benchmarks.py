@@ -199,3 +199,25 @@ def test_compile_dynamic_compiles_once_for_every_batch_size(tmp_path, monkeypatc
     assert same["refused_recompile"] is False and same["graphs_compiled"] == 0
     new = compile_dynamic.first_call(static, torch.ones(3, 4), expected(3), True)
     assert new["refused_recompile"] is True and new["graphs_compiled"] == 1 and new["max_rel_error"] <= 1e-6
+
+
+def test_freed_memory_compares_medians_of_alternated_processes(tmp_path, monkeypatch):
+    from benchmarks import freed_memory
+
+    one = freed_memory.measure("hrformer_t", 1, "fp32", keep=False, warmup=0, calls=1, threads=1)
+    assert one["ms"] > 0 and one["page_faults"] >= 0 and one["system_ms"] >= 0
+    times = {False: iter([30.0, 34.0, 31.0]), True: iter([29.0, 35.0, 27.0])}
+    order = []
+
+    def fake(args, arch, batch, dtype, keep):
+        order.append(keep)
+        return {"ms": next(times[keep]), "page_faults": 0.0 if keep else 900.0, "system_ms": 1.0}
+
+    monkeypatch.setattr(freed_memory, "_in_fresh_process", fake)
+    out = tmp_path / "fm.json"
+    assert freed_memory.main(["--models", "t", "--batches", "1", "--pairs", "3", "--json", str(out)]) == 0
+    assert order == [False, True] * 3  # alternated
+    row = json.loads(out.read_text())["rows"][0]
+    assert (row["default_ms"], row["kept_ms"], row["faster_pairs"]) == (31.0, 29.0, 2)
+    assert row["kept_over_default"] == round(29.0 / 31.0, 3) and row["default_faults"] == 900
+    assert [r["ms"] for r in row["runs"]["kept"]] == [29.0, 35.0, 27.0]

@@ -83,6 +83,12 @@ def check_fused(ns: Dict[str, Any], tmp_path: Path) -> None:
     assert relative_error(ns["fused_heatmaps"], ns["heatmaps"]) <= 1e-5
 
 
+def check_freed_memory(ns: Dict[str, Any], tmp_path: Path) -> None:
+    from hrformer.fast import memory
+
+    assert ns["kept"] is (memory._glibc() is not None)
+
+
 def check_compiled(ns: Dict[str, Any], tmp_path: Path) -> None:
     assert tuple(ns["heatmaps"].shape) == (1, 17, 64, 48) and torch.isfinite(ns["heatmaps"]).all()
     # The batch of 8 ran the graph compiled at batch 1 (set_stance("fail_on_recompile") in the
@@ -132,6 +138,7 @@ SECTIONS: Dict[Tuple[str, str], Example] = {
     ("classification.md", "Top-k ImageNet classes"): Example(check_classification, needs=("PIL",)),
     ("training.md", "Fine-tuning on your own dense task"): Example(check_fine_tuning),
     ("speed.md", "The fused model"): Example(check_fused),
+    ("speed.md", "Freed memory"): Example(check_freed_memory),
     ("speed.md", "torch.compile"): Example(check_compiled, sets_inductor_freezing=True),
     ("speed.md", "GPU: CUDA graphs"): Example(check_cuda_graph),
     ("speed.md", "ONNX, one file for any input size"): Example(check_onnx, needs=("onnxruntime",)),
