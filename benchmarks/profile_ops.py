@@ -71,7 +71,9 @@ def op_class(name: str) -> str:
 def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]:
     """Self CPU milliseconds per call of ``fn``, per op class, over ``calls`` profiled calls, and
     ``python``: the time per call between the top-level ops on the profiler's timeline (Python,
-    argument parsing, tensor wrapping and freeing), measured on the same calls as the ops."""
+    argument parsing, tensor wrapping and freeing), measured on the same calls as the ops; and
+    ``top_level_ops``: the ops per call on that timeline (a count, not a time: each costs Python and
+    dispatch besides its kernel)."""
     fn()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(calls):
@@ -85,6 +87,7 @@ def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]
         span = max(end for _, end in top) - top[0][0]
         busy = sum(end - start for start, end in top)
         classes["python"] = max(0.0, span - busy) / 1e3 / calls
+    classes["top_level_ops"] = len(top) / calls
     return classes
 
 
@@ -148,6 +151,7 @@ def breakdown_rows(args: argparse.Namespace, reference, archs: List[str]) -> Lis
                 row: Dict[str, Any] = {"model": arch, "impl": impl, "task": "train" if args.train else "inference",
                                        "size": args.size, "batch": batch}
                 row.update(breakdown(wall, per_class, ref_ms))
+                row["ops_per_call"] = round(per_class["top_level_ops"])
                 rows.append(row)
                 print(row, flush=True)
     return rows
@@ -169,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     reference = load_builder(args.reference, args.reference_path) if args.reference else None
     rows = breakdown_rows(args, reference, [f"hrformer_{m}" for m in args.models])
     cols = ["model", "impl", "task", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",
-            "speedup_vs_reference", "bound_vs_reference"]
+            "ops_per_call", "speedup_vs_reference", "bound_vs_reference"]
     print(table(rows, cols))
     result = {"torch": torch.__version__, "threads": args.threads, "breakdown": rows}
     if args.json:

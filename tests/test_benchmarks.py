@@ -129,6 +129,7 @@ def test_profile_ops_python_time_is_the_gaps_between_ops_scaled_with_them():
     assert row["glue_share"] == 0.4 and row["bound_vs_reference"] == round(100.0 / 15.0, 2)
     measured = profile_ops.profiled_classes(lambda: [torch.ones(64).add(1) for _ in range(20)], calls=3)
     assert measured["python"] > 0 and measured["element-wise"] > 0
+    assert measured["top_level_ops"] == 40  # ones and add, 20 times per call
 
 
 def test_ratio_table_has_one_line_per_model_and_batch():
