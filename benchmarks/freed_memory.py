@@ -5,7 +5,7 @@ faults and the kernel (system) time per forward that glibc's returning of freed 
     python -m benchmarks.freed_memory --models t s --batches 1 8 --dtypes fp32 bf16 --pairs 6 \\
         --json benchmarks/results/cpu_freed_memory.json
 
-Each process builds the fused backbone (256x192), runs ``--warmup`` forwards, then ``--calls``
+Each process builds the fused backbone of the other benchmarks (``benchmarks.impls.ours``, 256x192), runs ``--warmup`` forwards, then ``--calls``
 timed ones; the table gives the median over ``--pairs`` processes per setting and their ratio
 (``kept / default`` < 1: faster with the setting).
 """
@@ -25,18 +25,15 @@ import torch
 
 from hrformer.fast.cpu import machine_info
 
+from .impls import ours, prepare
 from .run import table, write_json
+from .timing import configure_process
 
 
 def measure(arch: str, batch: int, dtype: str, keep: bool, warmup: int, calls: int, threads: int) -> Dict[str, float]:
     """One configuration in this process: ms per forward, minor page faults and system ms per forward."""
-    import hrformer
-
-    torch.set_num_threads(threads)
-    if keep and not hrformer.keep_freed_memory():
-        raise SystemExit("keep_freed_memory: this C library is not glibc")
-    model = hrformer.create_model(arch, head=None).eval()
-    model.fuse_for_inference(dtype=torch.bfloat16 if dtype == "bf16" else None)
+    configure_process(argparse.Namespace(threads=threads, keep_freed_memory=keep))
+    model = prepare(ours(arch), "fused-bf16" if dtype == "bf16" else "fused")
     x = torch.randn(batch, 3, 256, 192)
     with torch.inference_mode():
         for _ in range(warmup):
