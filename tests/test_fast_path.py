@@ -251,6 +251,33 @@ def test_fused_model_computes_with_its_current_bias_tables(randomise_bn):
     check("load_state_dict(assign=True)")
 
 
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("made_in", ["inference_mode", "no_grad"])
+def test_model_made_fused_and_loaded_under_inference_mode_follows_its_tables(made_in, dtype):
+    """Built (or only fused) inside ``torch.inference_mode``, where tensors carry no version counter,
+    the fused model runs, and tables loaded there afterwards (copied in place or assigned) reach its
+    outputs as they reach the unfused model's."""
+    torch.manual_seed(0)
+    x = X[:, :, :32, :32]
+    with torch.inference_mode() if made_in == "inference_mode" else torch.no_grad():
+        model = hrformer.HRFormer(SMALL, head="pose").eval()
+    with torch.inference_mode():
+        fused = copy.deepcopy(model).fuse_for_inference(dtype=dtype)
+        before = fused(x)
+        tol = 3e-2 if dtype else 1e-5
+        for assign in (False, True):
+            tables = {k: torch.randn_like(v) for k, v in model.state_dict().items() if k.endswith("bias_table")}
+            model.load_state_dict(tables, strict=False)
+            fused.load_state_dict(tables, strict=False, assign=assign)
+            expected, out = model(x), fused(x)
+            assert (out - before).abs().max() > 0.1 * expected.abs().max(), assign  # the edit reached it
+            assert (out - expected).abs().max() <= tol * expected.abs().max(), assign
+            before = out
+
+
 _MALLINFO_PROBE = """
 import ctypes, torch, hrformer
 from hrformer.fast import memory

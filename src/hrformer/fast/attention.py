@@ -107,7 +107,9 @@ class FusedWindowAttention(LocalWindowAttention):
     The gathered bias is a cache, never state: it is gathered again whenever the table is another
     tensor or was changed in place since (``load_state_dict``, ``table.mul_(2)`` under ``no_grad``,
     an optimizer step: all bump the tensor's version counter), or moved to another device or dtype.
-    Edits through ``table.data`` bypass the version counter and are not seen. Traced and compiled
+    Edits through ``table.data`` bypass the version counter and are not seen. A table made under
+    ``torch.inference_mode`` has no version counter: fusing copies it into a plain tensor
+    (:meth:`track_table_versions`), and one assigned after fusing is gathered on every call. Traced and compiled
     graphs gather from the table, as the reference layer.
     """
 
@@ -130,7 +132,17 @@ class FusedWindowAttention(LocalWindowAttention):
         if module.rel_pos_bias:
             fused.relative_position_bias_table = module.relative_position_bias_table
             fused.relative_position_index = module.relative_position_index
+            fused.track_table_versions()
         return fused.train(module.training)
+
+    def track_table_versions(self) -> None:
+        """Make the bias table a plain tensor if it is an inference tensor (made or cast under
+        ``torch.inference_mode``), which has no version counter for the gathered-bias cache to read:
+        a copy, taken outside inference mode."""
+        table = self._parameters.get("relative_position_bias_table")
+        if table is not None and table.is_inference():
+            with torch.inference_mode(False), torch.no_grad():
+                self.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=table.requires_grad)
 
     def _table(self) -> Optional[torch.Tensor]:
         # From the parameter dict: nn.Module's attribute fallback costs ~1 us per read.
@@ -142,9 +154,17 @@ class FusedWindowAttention(LocalWindowAttention):
     def relative_position_bias(self) -> torch.Tensor:
         if kernels.tracing():
             return super().relative_position_bias()
-        return self._current_bias(self._table())
+        bias = self._current_bias(self._table())
+        return super().relative_position_bias() if bias is None else bias
 
-    def _current_bias(self, table: torch.Tensor) -> torch.Tensor:
+    def _current_bias(self, table: torch.Tensor) -> Optional[torch.Tensor]:
+        """The gathered bias of ``table``, gathered again (and the masks forgotten) when the table
+        changed; None for a table made under ``torch.inference_mode`` (assigned after fusing), which
+        has no version counter: an in-place edit could not be seen, so nothing is kept for it."""
+        if table.is_inference():
+            self._bias_key = self._bias = None
+            self.__dict__["_masks"] = {}
+            return None
         key = self._bias_key
         if key is None or key[0] is not table or key[1] != table._version or key[2] != table.data_ptr():
             # Gathered without autograd and outside inference mode, so the cache serves any later call.
@@ -171,8 +191,8 @@ class FusedWindowAttention(LocalWindowAttention):
         """:meth:`attention_mask` for a caller that knows no tracer or compiler is recording (the
         fused block with the kernels on): the kept mask, without the tracing checks."""
         table = self._table()
-        if table is not None:
-            self._current_bias(table)  # forgets the masks when the table changed
+        if table is not None and self._current_bias(table) is None:  # forgets the masks when the table changed
+            return super().attention_mask(batch, height, width, pads, dtype, device)
         masks = self.__dict__.get("_masks")
         if masks is None:
             masks = self.__dict__["_masks"] = {}

@@ -188,6 +188,8 @@ def _to_dtype(model: nn.Module, dtype: torch.dtype) -> None:
         _warn_without_native_bf16(model)
     model.to(dtype)
     for module in model.modules():
+        if isinstance(module, FusedWindowAttention):
+            module.track_table_versions()  # cast under torch.inference_mode: an inference tensor
         if isinstance(module, KEEP_FP32):
             module.float()
             module.register_forward_pre_hook(_inputs_to_fp32, with_kwargs=True)
