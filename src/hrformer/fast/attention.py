@@ -109,8 +109,8 @@ class FusedWindowAttention(LocalWindowAttention):
     an optimizer step: all bump the tensor's version counter), or moved to another device or dtype.
     Edits through ``table.data`` bypass the version counter and are not seen. A table made under
     ``torch.inference_mode`` has no version counter: fusing copies it into a plain tensor
-    (:meth:`track_table_versions`), and one assigned after fusing is gathered on every call. Traced and compiled
-    graphs gather from the table, as the reference layer.
+    (:meth:`track_table_versions`), and one assigned after fusing is gathered on every call. Traced
+    and compiled graphs gather from the table, as the reference layer.
     """
 
     # (table, its version counter, its data pointer) when the cached bias was gathered.
