@@ -1,25 +1,30 @@
-"""What :func:`hrformer.keep_freed_memory` changes: fused forwards timed in fresh processes, with and
-without it, alternated (the setting is process-wide, so one process cannot hold both), with the page
-faults and the kernel (system) time per forward that glibc's returning of freed memory costs.
+"""What the memory allocator costs: fused forwards timed in fresh processes, one per allocator
+setting, alternated (the settings are process-wide, so one process cannot hold two), with the page
+faults and the kernel (system) time per forward.
 
     python -m benchmarks.freed_memory --models t s --batches 1 8 --dtypes fp32 bf16 --pairs 6 \\
+        --preload tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         --json benchmarks/results/cpu_freed_memory.json
 
-Each process builds the fused backbone of the other benchmarks (``benchmarks.impls.ours``, 256x192), runs ``--warmup`` forwards, then ``--calls``
-timed ones; the table gives the median over ``--pairs`` processes per setting and their ratio
-(``kept / default`` < 1: faster with the setting).
+Settings: ``default`` (glibc as the process finds it), ``kept`` (:func:`hrformer.keep_freed_memory`:
+glibc keeps freed memory for the next forward) and, per ``--preload NAME=PATH``, another allocator
+library put in front of glibc with ``LD_PRELOAD`` (tcmalloc, jemalloc, ...). Each process builds the
+fused backbone of the other benchmarks (``benchmarks.impls.ours``, 256x192), runs ``--warmup``
+forwards, then ``--calls`` timed ones; the table gives the median over ``--pairs`` processes per
+setting and its ratio to ``default`` (< 1: faster with the setting), with the pairs it won.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch
 
@@ -49,11 +54,51 @@ def measure(arch: str, batch: int, dtype: str, keep: bool, warmup: int, calls: i
     }
 
 
-def _in_fresh_process(args: argparse.Namespace, arch: str, batch: int, dtype: str, keep: bool) -> Dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks.freed_memory", "--one", arch, str(batch), dtype, str(int(keep)),
+class Setting(NamedTuple):
+    """One allocator setting: ``keep`` calls :func:`hrformer.keep_freed_memory` in the process,
+    ``preload`` is the library put in ``LD_PRELOAD`` (None: the C library's allocator)."""
+
+    name: str
+    keep: bool = False
+    preload: Optional[str] = None
+
+
+def settings(preloads: List[str]) -> List[Setting]:
+    """``default``, ``kept``, then one setting per ``NAME=PATH`` of ``--preload``."""
+    out = [Setting("default"), Setting("kept", keep=True)]
+    for spec in preloads:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--preload {spec!r}: expected NAME=PATH")
+        if not os.path.exists(path):
+            raise SystemExit(f"--preload {spec!r}: {path} does not exist")
+        out.append(Setting(name, preload=path))
+    return out
+
+
+def _in_fresh_process(args: argparse.Namespace, arch: str, batch: int, dtype: str, setting: Setting) -> Dict[str, float]:
+    cmd = [sys.executable, "-m", "benchmarks.freed_memory", "--one", arch, str(batch), dtype, str(int(setting.keep)),
            "--warmup", str(args.warmup), "--calls", str(args.calls), "--threads", str(args.threads)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    if setting.preload:
+        env["LD_PRELOAD"] = " ".join(p for p in (setting.preload, env.get("LD_PRELOAD")) if p)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def summary(runs: Dict[str, List[Dict[str, float]]]) -> Dict[str, Any]:
+    """Per setting: median ms, page faults and system ms per forward; for every setting but
+    ``default`` its median over default's and the pairs (same round) it ran faster."""
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    row: Dict[str, Any] = {}
+    for name, m in med.items():
+        row[f"{name}_ms"] = round(m["ms"], 1)
+        if name != "default":
+            row[f"{name}_over_default"] = round(m["ms"] / med["default"]["ms"], 3)
+            row[f"{name}_faster_pairs"] = sum(r["ms"] < d["ms"] for d, r in zip(runs["default"], runs[name]))
+        row[f"{name}_faults"] = round(m["page_faults"])
+        row[f"{name}_system_ms"] = round(m["system_ms"], 1)
+    return row
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -62,6 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--pairs", type=int, default=6, help="processes per setting, alternated")
+    ap.add_argument("--preload", action="append", default=[], metavar="NAME=PATH",
+                    help="also time with this allocator library in LD_PRELOAD (repeatable)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
@@ -73,33 +120,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(measure(arch, int(batch), dtype, keep == "1", args.warmup, args.calls, args.threads)))
         return 0
 
+    chosen = settings(args.preload)
     rows: List[Dict[str, Any]] = []
     for arch in (f"hrformer_{m}" for m in args.models):
         for dtype in args.dtypes:
             for batch in args.batches:
-                runs: Dict[bool, List[Dict[str, float]]] = {False: [], True: []}
+                runs: Dict[str, List[Dict[str, float]]] = {s.name: [] for s in chosen}
                 for _ in range(args.pairs):
-                    for keep in (False, True):
-                        runs[keep].append(_in_fresh_process(args, arch, batch, dtype, keep))
-                med = {keep: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for keep, rs in runs.items()}
-                rows.append({
-                    "model": arch, "dtype": dtype, "batch": batch,
-                    "default_ms": round(med[False]["ms"], 1), "kept_ms": round(med[True]["ms"], 1),
-                    "kept_over_default": round(med[True]["ms"] / med[False]["ms"], 3),
-                    "faster_pairs": sum(k["ms"] < d["ms"] for d, k in zip(runs[False], runs[True])),
-                    "default_faults": round(med[False]["page_faults"]), "kept_faults": round(med[True]["page_faults"]),
-                    "default_system_ms": round(med[False]["system_ms"], 1),
-                    "kept_system_ms": round(med[True]["system_ms"], 1),
-                    "pairs": args.pairs, "runs": runs,
-                })
+                    for setting in chosen:
+                        runs[setting.name].append(_in_fresh_process(args, arch, batch, dtype, setting))
+                rows.append({"model": arch, "dtype": dtype, "batch": batch, **summary(runs), "pairs": args.pairs,
+                             "runs": runs})
                 print({k: v for k, v in rows[-1].items() if k != "runs"}, flush=True)
-    columns = ["model", "dtype", "batch", "default_ms", "kept_ms", "kept_over_default", "faster_pairs",
-               "default_faults", "kept_faults", "default_system_ms", "kept_system_ms"]
+    others = [s.name for s in chosen[1:]]
+    columns = ["model", "dtype", "batch", "default_ms",
+               *(c for n in others for c in (f"{n}_ms", f"{n}_over_default", f"{n}_faster_pairs")),
+               *(f"{s.name}_faults" for s in chosen), *(f"{s.name}_system_ms" for s in chosen)]
     print("\n" + table(rows, columns))
     if args.json:
         write_json(args.json, {"torch": torch.__version__, "threads": args.threads, "machine": machine_info(),
-                               "rows": [{**row, "runs": {"default": row["runs"][False], "kept": row["runs"][True]}}
-                                        for row in rows]})
+                               "settings": [s._asdict() for s in chosen], "rows": rows})
     return 0
 
 

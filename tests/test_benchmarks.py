@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import compile_dynamic, finetune, profile_ops, report, run
+from benchmarks import bf16_error, compile_dynamic, finetune, profile_ops, report, run
 from hrformer.fast.cpu import machine_info
 
 
@@ -71,6 +71,18 @@ def test_run_times_the_bf16_and_openvino_paths(tmp_path):
 ])
 def test_profile_ops_classifies_the_ops_of_both_implementations(name, cls):
     assert profile_ops.op_class(name) == cls
+
+
+@pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+def test_bf16_error_compares_every_attention_product_and_autocast_with_fp32(tmp_path):
+    out = tmp_path / "bf16.json"
+    pinned = bf16_error.attention.attention_path
+    assert bf16_error.main(["--models", "t", "--batches", "1", "--seeds", "0", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    columns = ["autocast", *(f"fused_{p}" for p in bf16_error.PRODUCTS)]
+    # bf16 rounding shows (the cast happened) and stays within the documented bound.
+    assert all(1e-3 < row[c] <= 3e-2 for c in columns), row
+    assert bf16_error.attention.attention_path == pinned  # the product it pinned in turn is undone
 
 
 @pytest.mark.parametrize("task, impls", [
@@ -202,23 +214,64 @@ def test_compile_dynamic_compiles_once_for_every_batch_size(tmp_path, monkeypatc
     assert new["refused_recompile"] is True and new["graphs_compiled"] == 1 and new["max_rel_error"] <= 1e-6
 
 
-def test_freed_memory_compares_medians_of_alternated_processes(tmp_path, monkeypatch):
+def test_freed_memory_compares_medians_of_alternated_processes_per_allocator(tmp_path, monkeypatch):
     from benchmarks import freed_memory
 
     one = freed_memory.measure("hrformer_t", 1, "fp32", keep=False, warmup=0, calls=1, threads=1)
     assert one["ms"] > 0 and one["page_faults"] >= 0 and one["system_ms"] >= 0
-    times = {False: iter([30.0, 34.0, 31.0]), True: iter([29.0, 35.0, 27.0])}
+    library = tmp_path / "liballoc.so"  # only its path is used here: the processes are faked
+    library.write_bytes(b"")
+    times = {"default": iter([30.0, 34.0, 31.0]), "kept": iter([29.0, 35.0, 27.0]), "alloc": iter([20.0, 21.0, 40.0])}
     order = []
 
-    def fake(args, arch, batch, dtype, keep):
-        order.append(keep)
-        return {"ms": next(times[keep]), "page_faults": 0.0 if keep else 900.0, "system_ms": 1.0}
+    def fake(args, arch, batch, dtype, setting):
+        order.append((setting.name, setting.keep, setting.preload))
+        return {"ms": next(times[setting.name]), "page_faults": 0.0 if setting.keep else 900.0, "system_ms": 1.0}
 
     monkeypatch.setattr(freed_memory, "_in_fresh_process", fake)
     out = tmp_path / "fm.json"
-    assert freed_memory.main(["--models", "t", "--batches", "1", "--pairs", "3", "--json", str(out)]) == 0
-    assert order == [False, True] * 3  # alternated
+    assert freed_memory.main(["--models", "t", "--batches", "1", "--pairs", "3", "--preload", f"alloc={library}",
+                              "--json", str(out)]) == 0
+    assert order == [("default", False, None), ("kept", True, None), ("alloc", False, str(library))] * 3  # alternated
     row = json.loads(out.read_text())["rows"][0]
-    assert (row["default_ms"], row["kept_ms"], row["faster_pairs"]) == (31.0, 29.0, 2)
+    assert (row["default_ms"], row["kept_ms"], row["kept_faster_pairs"]) == (31.0, 29.0, 2)
     assert row["kept_over_default"] == round(29.0 / 31.0, 3) and row["default_faults"] == 900
+    assert (row["alloc_ms"], row["alloc_over_default"], row["alloc_faster_pairs"]) == (21.0, round(21.0 / 31.0, 3), 2)
     assert [r["ms"] for r in row["runs"]["kept"]] == [29.0, 35.0, 27.0]
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        freed_memory.main(["--preload", str(library)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        freed_memory.main(["--preload", f"alloc={tmp_path / 'missing.so'}"])
+
+
+def test_benchmark_records_name_the_allocator(tmp_path):
+    from benchmarks import timing
+
+    line = "7f00-7f10 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/{}\n"
+    maps = tmp_path / "maps"
+    maps.write_text(line.format("libtcmalloc_minimal.so.4.5.10") + line.format("libc.so.6") + "7f20-7f30 rw-p [heap]\n")
+    assert timing.allocator(str(maps)) == "tcmalloc"
+    maps.write_text(line.format("libc.so.6"))
+    assert timing.allocator(str(maps)) == "libc"
+    assert timing.allocator(str(tmp_path / "absent")) == "unknown"
+    assert timing.allocator() in ("libc", *timing._ALLOCATORS)  # this process
+    run.write_json(str(tmp_path / "r.json"), {"rows": []})
+    assert json.loads((tmp_path / "r.json").read_text())["allocator"] == timing.allocator()
+
+
+def test_a_preloaded_allocator_reaches_the_fresh_process(tmp_path, monkeypatch):
+    """The setting's library goes in front of any LD_PRELOAD the benchmark itself runs with."""
+    from benchmarks import freed_memory
+
+    seen = {}
+
+    def fake_run(cmd, check, capture_output, text, env):
+        seen.update(cmd=cmd, preload=env.get("LD_PRELOAD"))
+        return type("Done", (), {"stdout": '{"ms": 1.0, "page_faults": 0.0, "system_ms": 0.0}\n'})()
+
+    monkeypatch.setattr(freed_memory.subprocess, "run", fake_run)
+    monkeypatch.setenv("LD_PRELOAD", "/other.so")
+    args = freed_memory.argparse.Namespace(warmup=0, calls=1, threads=1)
+    setting = freed_memory.Setting("alloc", preload="/lib/alloc.so")
+    assert freed_memory._in_fresh_process(args, "hrformer_t", 1, "fp32", setting)["ms"] == 1.0
+    assert seen["preload"] == "/lib/alloc.so /other.so" and seen["cmd"][3:8] == ["--one", "hrformer_t", "1", "fp32", "0"]
