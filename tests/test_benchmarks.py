@@ -217,15 +217,17 @@ def test_compile_dynamic_compiles_once_for_every_batch_size(tmp_path, monkeypatc
 def test_freed_memory_compares_medians_of_alternated_processes_per_allocator(tmp_path, monkeypatch):
     from benchmarks import freed_memory
 
-    one = freed_memory.measure("hrformer_t", 1, "fp32", keep=False, warmup=0, calls=1, threads=1)
+    one = freed_memory.measure("hrformer_t", 1, "fused", keep=False, warmup=0, calls=1, threads=1)
     assert one["ms"] > 0 and one["page_faults"] >= 0 and one["system_ms"] >= 0
     library = tmp_path / "liballoc.so"  # only its path is used here: the processes are faked
     library.write_bytes(b"")
     times = {"default": iter([30.0, 34.0, 31.0]), "kept": iter([29.0, 35.0, 27.0]), "alloc": iter([20.0, 21.0, 40.0])}
     order = []
 
-    def fake(args, arch, batch, dtype, setting):
+    def fake(args, arch, batch, mode, setting):
         order.append((setting.name, setting.keep, setting.preload))
+        if mode == "openvino-bf16" and setting.preload:
+            raise freed_memory.Aborted("alloc: exit status -6: double free")
         return {"ms": next(times[setting.name]), "page_faults": 0.0 if setting.keep else 900.0, "system_ms": 1.0}
 
     monkeypatch.setattr(freed_memory, "_in_fresh_process", fake)
@@ -238,6 +240,17 @@ def test_freed_memory_compares_medians_of_alternated_processes_per_allocator(tmp
     assert row["kept_over_default"] == round(29.0 / 31.0, 3) and row["default_faults"] == 900
     assert (row["alloc_ms"], row["alloc_over_default"], row["alloc_faster_pairs"]) == (21.0, round(21.0 / 31.0, 3), 2)
     assert [r["ms"] for r in row["runs"]["kept"]] == [29.0, 35.0, 27.0]
+    # A setting whose process fails is reported, not retried; the others are still timed.
+    # Modes alternate within each round too.
+    order.clear()
+    times.update(default=iter([30.0] * 6), alloc=iter([20.0] * 3))
+    assert freed_memory.main(["--models", "t", "--batches", "1", "--modes", "fused", "openvino-bf16", "--pairs", "3",
+                              "--without-kept", "--preload", f"alloc={library}", "--json", str(out)]) == 0
+    assert [name for name, _, _ in order] == ["default", "alloc", "default", "alloc"] + ["default", "alloc", "default"] * 2
+    fused, openvino = json.loads(out.read_text())["rows"]
+    assert (fused["mode"], fused["alloc_ms"], openvino["mode"]) == ("fused", 20.0, "openvino-bf16")
+    assert (openvino["default_ms"], openvino["alloc_ms"]) == (30.0, "aborted")
+    assert "double free" in openvino["alloc_error"] and "kept_ms" not in openvino
     with pytest.raises(SystemExit, match="NAME=PATH"):
         freed_memory.main(["--preload", str(library)])
     with pytest.raises(SystemExit, match="does not exist"):
@@ -267,11 +280,11 @@ def test_a_preloaded_allocator_reaches_the_fresh_process(tmp_path, monkeypatch):
 
     def fake_run(cmd, check, capture_output, text, env):
         seen.update(cmd=cmd, preload=env.get("LD_PRELOAD"))
-        return type("Done", (), {"stdout": '{"ms": 1.0, "page_faults": 0.0, "system_ms": 0.0}\n'})()
+        return type("Done", (), {"returncode": 0, "stderr": "", "stdout": '{"ms": 1.0, "page_faults": 0.0, "system_ms": 0.0}\n'})()
 
     monkeypatch.setattr(freed_memory.subprocess, "run", fake_run)
     monkeypatch.setenv("LD_PRELOAD", "/other.so")
     args = freed_memory.argparse.Namespace(warmup=0, calls=1, threads=1)
     setting = freed_memory.Setting("alloc", preload="/lib/alloc.so")
-    assert freed_memory._in_fresh_process(args, "hrformer_t", 1, "fp32", setting)["ms"] == 1.0
-    assert seen["preload"] == "/lib/alloc.so /other.so" and seen["cmd"][3:8] == ["--one", "hrformer_t", "1", "fp32", "0"]
+    assert freed_memory._in_fresh_process(args, "hrformer_t", 1, "fused", setting)["ms"] == 1.0
+    assert seen["preload"] == "/lib/alloc.so /other.so" and seen["cmd"][3:8] == ["--one", "hrformer_t", "1", "fused", "0"]
