@@ -76,8 +76,14 @@ def settings(preloads: List[str], kept: bool = True) -> List[Setting]:
             raise SystemExit(f"--preload {spec!r}: expected NAME=PATH")
         if not os.path.exists(path):
             raise SystemExit(f"--preload {spec!r}: {path} does not exist")
+        if name in (s.name for s in out):
+            raise SystemExit(f"--preload {spec!r}: another setting is named {name!r}")
         out.append(Setting(name, preload=path))
     return out
+
+
+class Aborted(RuntimeError):
+    """A timed process failed (e.g. a runtime that does not run with a preloaded allocator)."""
 
 
 def _in_fresh_process(args: argparse.Namespace, arch: str, batch: int, mode: str, setting: Setting) -> Dict[str, float]:
@@ -92,9 +98,6 @@ def _in_fresh_process(args: argparse.Namespace, arch: str, batch: int, mode: str
         raise Aborted(f"{setting.name}: exit status {done.returncode}: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
-
-class Aborted(RuntimeError):
-    """A timed process failed (e.g. a runtime that does not run with a preloaded allocator)."""
 
 
 def summary(runs: Dict[str, List[Dict[str, float]]], aborted: Dict[str, str]) -> Dict[str, Any]:

@@ -253,6 +253,8 @@ def test_freed_memory_compares_medians_of_alternated_processes_per_allocator(tmp
     assert "double free" in openvino["alloc_error"] and "kept_ms" not in openvino
     with pytest.raises(SystemExit, match="NAME=PATH"):
         freed_memory.main(["--preload", str(library)])
+    with pytest.raises(SystemExit, match="another setting is named 'kept'"):
+        freed_memory.main(["--preload", f"kept={library}"])
     with pytest.raises(SystemExit, match="does not exist"):
         freed_memory.main(["--preload", f"alloc={tmp_path / 'missing.so'}"])
 
