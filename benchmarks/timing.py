@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from hrformer.fast import keep_freed_memory
+from hrformer.fast.memory import ALLOCATORS, allocator  # noqa: F401  (benchmarks record it)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -130,23 +131,6 @@ def add_timing_arguments(
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="hrformer.keep_freed_memory() first: freed activations kept by glibc for the next "
                          "call (process-wide, so for every implementation timed)")
-
-
-# Allocator libraries recognised in the process's mappings, in this order (a preloaded one comes
-# before glibc, which every process on Linux maps).
-_ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
-
-
-def allocator(maps: str = "/proc/self/maps") -> str:
-    """The ``malloc`` this process runs on, for benchmark records: a replacement library mapped into
-    it (``LD_PRELOAD`` or linked: "tcmalloc", "jemalloc", "mimalloc"), else "libc" (where
-    ``/proc/self/maps`` cannot be read: "unknown")."""
-    try:
-        with open(maps) as f:
-            mapped = {line.rsplit("/", 1)[-1].strip() for line in f if "/" in line}
-    except OSError:
-        return "unknown"
-    return next((name for name in _ALLOCATORS if any(name in lib for lib in mapped)), "libc")
 
 
 def configure_process(args: argparse.Namespace) -> None:

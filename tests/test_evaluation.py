@@ -427,7 +427,7 @@ def test_cli_evaluate_pose_table_and_json(tmp_path, pose_model, capsys):
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["num_images"] == 3 and report["num_instances"] == 5 and report["protocol"]["flip"] is True
-    assert len(report["weights_sha256"]) == 64 and report["machine"]["cpu"]
+    assert len(report["weights_sha256"]) == 64 and report["machine"]["cpu"] and report["machine"]["allocator"]
     assert "AP50" in printed and f"{100 * report['metrics']['AP']:.2f}" in printed
     assert list(report["metrics"].values()) == pytest.approx(_pycocotools_direct(ann_file, results))
     code = main(["evaluate", "pose", "--data", str(tmp_path / "coco"), "--rescore", str(results), "--no-progress",

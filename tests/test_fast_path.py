@@ -316,3 +316,20 @@ def test_keep_freed_memory_keeps_large_activations_in_the_heap():
     assert mapped1 - mapped0 >= 40 << 20 and mapped2 == mapped0  # mapped, then unmapped
     assert kept1 == kept0 == kept2  # not mapped on its own
     assert heap1 == heap2  # freed into the heap, which is not trimmed
+
+
+def test_allocator_is_read_from_the_process_mappings(tmp_path):
+    """Which malloc runs (a preloaded tcmalloc / jemalloc / mimalloc, else the C library's), for the
+    records of benchmarks and evaluations."""
+    from hrformer.fast.memory import ALLOCATORS, allocator
+
+    line = "7f00-7f10 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/{}\n"
+    maps = tmp_path / "maps"
+    maps.write_text(line.format("libtcmalloc_minimal.so.4.5.10") + line.format("libc.so.6") + "7f20-7f30 rw-p [heap]\n")
+    assert allocator(str(maps)) == "tcmalloc"
+    maps.write_text(line.format("libjemalloc.so.2") + line.format("libc.so.6"))
+    assert allocator(str(maps)) == "jemalloc"
+    maps.write_text(line.format("libc.so.6"))
+    assert allocator(str(maps)) == "libc"
+    assert allocator(str(tmp_path / "absent")) == "unknown"
+    assert allocator() in ("libc", "unknown", *ALLOCATORS)  # this process

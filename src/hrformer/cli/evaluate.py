@@ -36,12 +36,14 @@ def _sha256(path: str) -> Optional[str]:
 
 
 def machine(device: Any) -> Dict[str, Any]:
-    """Where the numbers were measured: CPU, cores, torch, device (GPU name)."""
+    """Where the numbers were measured: CPU, cores, the allocator, torch, device (GPU name)."""
     import torch
 
     from ..fast.cpu import cpu_model
+    from ..fast.memory import allocator
 
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "allocator": allocator(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "device": str(device)}
     if getattr(device, "type", "") == "cuda":

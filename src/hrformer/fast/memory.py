@@ -8,7 +8,9 @@ the next forward faults every page of it in again: on 2-core CPUs an HRFormer-T 
 :func:`keep_freed_memory` tells glibc to keep freed memory for reuse instead. The cost: the process
 keeps the memory of its largest forward until it exits (as PyTorch's GPU caching allocator does).
 A process-wide setting, so never made by the package on its own: call it once in a program that
-serves inference (``hrformer evaluate`` does).
+serves inference (``hrformer evaluate`` does). Faster still on Linux: tcmalloc preloaded
+(``LD_PRELOAD``), which the package cannot choose for a process that is already running
+(:func:`allocator` says which one runs; docs/speed.md).
 """
 
 from __future__ import annotations
@@ -58,3 +60,20 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_BYTES)) and bool(
         libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+# Allocator libraries recognised in the process's mappings, in this order (a preloaded one comes
+# before glibc, which every process on Linux maps).
+ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
+
+
+def allocator(maps: str = "/proc/self/maps") -> str:
+    """The ``malloc`` this process runs on, for benchmark and evaluation records: a replacement
+    library mapped into it (``LD_PRELOAD`` or linked: "tcmalloc", "jemalloc", "mimalloc"), else
+    "libc" (where ``/proc/self/maps`` cannot be read, e.g. not Linux: "unknown")."""
+    try:
+        with open(maps) as f:
+            mapped = {line.rsplit("/", 1)[-1].strip() for line in f if "/" in line}
+    except OSError:
+        return "unknown"
+    return next((name for name in ALLOCATORS if any(name in lib for lib in mapped)), "libc")
