@@ -34,9 +34,10 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from hrformer.fast.cpu import machine_info
+from hrformer.fast.memory import allocator
 
 from .impls import MODES, load_builder, ours, prepare
-from .timing import add_timing_arguments, allocator, configure_process, interleaved
+from .timing import add_timing_arguments, configure_process, interleaved
 
 SIZES = {"256x192": (256, 192), "512x384": (512, 384), "1024x768": (1024, 768)}
 
@@ -159,7 +160,7 @@ def write_json(path: str, data: Dict[str, Any]) -> None:
     """Write ``data`` to ``path`` (folders created) and say so. Every file names the machine first:
     CPU model, core count, the ISA flags that decide which path is fastest (AVX2, AVX-512,
     AVX512-BF16, AMX) and the machine kind (see :func:`hrformer.fast.cpu.machine_info`), and the
-    allocator the process ran on (:func:`benchmarks.timing.allocator`)."""
+    allocator the process ran on (:func:`hrformer.fast.memory.allocator`)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump({**machine_info(), "allocator": allocator(), **data}, f, indent=1)

@@ -13,7 +13,6 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from hrformer.fast import keep_freed_memory
-from hrformer.fast.memory import ALLOCATORS, allocator  # noqa: F401  (benchmarks record it)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -160,10 +160,9 @@ class FusedWindowAttention(LocalWindowAttention):
     def _current_bias(self, table: torch.Tensor) -> Optional[torch.Tensor]:
         """The gathered bias of ``table``, gathered again (and the masks forgotten) when the table
         changed; None for a table made under ``torch.inference_mode`` (assigned after fusing), which
-        has no version counter: an in-place edit could not be seen, so nothing is kept for it."""
+        has no version counter: an in-place edit could not be seen, so nothing is gathered from it
+        into the cache (what the cache holds stays keyed to the tensor it came from)."""
         if table.is_inference():
-            self._bias_key = self._bias = None
-            self.__dict__["_masks"] = {}
             return None
         key = self._bias_key
         if key is None or key[0] is not table or key[1] != table._version or key[2] != table.data_ptr():

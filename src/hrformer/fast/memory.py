@@ -62,8 +62,8 @@ def keep_freed_memory() -> bool:
     )
 
 
-# Allocator libraries recognised in the process's mappings, in this order (a preloaded one comes
-# before glibc, which every process on Linux maps).
+# Replacement allocator libraries recognised by name in the process's mappings (glibc is mapped
+# into every Linux process, so a match on one of these is what tells another allocator runs).
 ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
 
 
