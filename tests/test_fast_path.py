@@ -14,6 +14,7 @@ import torch
 import hrformer
 from hrformer.fast import FusedState, attention, kernels
 from hrformer.fast.attention import FusedWindowAttention
+from hrformer.fast.block import FusedConvFFN
 from hrformer.fast.modules import FusedConvNormAct
 from hrformer.layers import ConvNormAct, LocalWindowAttention
 from parity import QUICK_HEADS, SMALL, X, outputs
@@ -94,6 +95,87 @@ def test_attention_choice_is_timed_once_per_kind_of_windows(monkeypatch):
     assert attention.attention_product(big, big, big, mask) == "flash" and len(timed) == 3
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("path", ["matmul", "conv", "auto"])
+def test_ffn_pointwise_units_run_as_matmul_or_convolution_with_the_same_outputs(path, dtype, monkeypatch, randomise_bn):
+    """The FFN's 1x1 units on the block's tokens: oneDNN matmuls with the GELU as post-op, the
+    convolutions, or whichever measured faster for each kind of tokens, timed once ("auto"): the
+    reference outputs every way (bf16: within its rounding)."""
+    if dtype is not None and dtype not in kernels.kernel_dtypes():
+        pytest.skip("oneDNN runs no bf16 on this CPU: bf16 models keep the reference path")
+    monkeypatch.setattr(kernels, "pointwise_path", path)
+    monkeypatch.setattr(kernels, "_matmul_faster", {})
+    matmuls = []
+    onednn_linear = kernels._onednn_linear
+    monkeypatch.setattr(kernels, "_onednn_linear", lambda x, *a: matmuls.append(x.dim()) or onednn_linear(x, *a))
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
+    fused = copy.deepcopy(model).fuse_for_inference(dtype=dtype)
+    convs = [u.conv for m in fused.modules() if isinstance(m, FusedConvFFN) for u in (m.fc1, m.fc2)]
+    units = len(convs)
+    x = X[:, :, :40, :36]
+    ref = outputs(model, x)[0]
+    outputs(fused, x)  # "auto" times here
+    matmuls.clear()
+    out = outputs(fused, x)[0]
+    pointwise = matmuls.count(4)  # the attention's projections take 3-d windows
+    if not kernels.fast_path_enabled():
+        assert pointwise == 0
+    elif path == "auto":  # one timing per kind of tokens (each branch has its own channels), kept
+        faster = {key[1:3]: matmul for key, matmul in kernels._matmul_faster.items()}
+        assert len(faster) == len(kernels._matmul_faster) == len({(c.in_channels, c.out_channels) for c in convs})
+        assert pointwise == sum(faster[c.in_channels, c.out_channels] for c in convs)
+    else:
+        assert pointwise == (units if path == "matmul" else 0)
+    tol = 3e-2 if dtype else 1e-5
+    assert (out - ref).abs().max() <= tol * ref.abs().max()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_ffn_matmuls_follow_their_convolution_weights(monkeypatch, randomise_bn):
+    """The FFN's matmuls read the 1x1 convolutions' weights through a kept (out, in) view: edited in
+    place, loaded (copied or assigned) or cast, the weights reach the outputs as through the
+    convolutions."""
+    if not kernels.fast_path_enabled():
+        pytest.skip("the oneDNN kernels do not run here")
+    torch.manual_seed(0)
+    model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
+    fused = copy.deepcopy(model).fuse_for_inference()
+    x = X[:, :, :40, :36]
+
+    def check(what):
+        monkeypatch.setattr(kernels, "pointwise_path", "conv")
+        expected = outputs(fused, x)[0]
+        monkeypatch.setattr(kernels, "pointwise_path", "matmul")
+        out = outputs(fused, x)[0]
+        assert (out - expected).abs().max() <= 1e-5 * expected.abs().max(), what
+        return out
+
+    before = check("as fused")
+    weights = {k: v for k, v in fused.state_dict().items() if ".ffn.fc" in k and k.endswith("conv.weight")}
+    assert weights
+    with torch.no_grad():
+        for name, w in weights.items():
+            w.mul_(1.5)
+    after = check("in-place edit")
+    assert (after - before).abs().max() > 1e-3 * before.abs().max()
+    fused.load_state_dict({k: torch.randn_like(v) * 0.1 for k, v in weights.items()}, strict=False)
+    check("load_state_dict")
+    fused.load_state_dict({k: torch.randn_like(v) * 0.1 for k, v in weights.items()}, strict=False, assign=True)
+    check("load_state_dict(assign=True)")
+    if torch.bfloat16 in kernels.kernel_dtypes():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bf16 without native support warns
+            fused.fuse_for_inference(dtype=torch.bfloat16)
+        monkeypatch.setattr(kernels, "pointwise_path", "conv")
+        expected = outputs(fused, x)[0]
+        monkeypatch.setattr(kernels, "pointwise_path", "matmul")
+        out = outputs(fused, x)[0]
+        assert (out - expected).abs().max() <= 2e-2 * expected.abs().max(), "cast to bf16"
+
+
 def test_attention_path_environment_variable_is_checked(monkeypatch):
     monkeypatch.setenv(attention.ATTENTION_ENV_VAR, " Flash")
     assert attention.attention_path_from_environment() == "flash"
@@ -171,7 +253,7 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
-@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear"])
+@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear", "linear_act"])
 def test_every_kernel_passes_its_self_check_in_every_dtype_it_takes(kind, monkeypatch):
     """fp32 always; bf16 where oneDNN runs it (AVX-512 and newer). A failure would only warn and
     fall back at run time, so it is asserted here."""

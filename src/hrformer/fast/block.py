@@ -43,6 +43,25 @@ class FusedConvFFN(nn.Module):
         on = kernels.active(x) if kernels_on is None else kernels_on
         return conv_norm_act(units["fc2"], conv_norm_act(units["dw"], conv_norm_act(units["fc1"], x, on), on), on)
 
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on (B, H, W, C) tokens for a caller whose kernels are on, -> (B, H, W,
+        C_out): the 1x1 units as oneDNN matmuls on the tokens where that is faster, the depth-wise
+        one on their channels-last view; no layout change between the units."""
+        units = self._modules
+        t = _tokens_unit(units["fc1"], x)
+        dw = units["dw"]
+        if type(dw) is FusedConvNormAct:
+            t = dw.forward(t.permute(0, 3, 1, 2), True).permute(0, 2, 3, 1)
+        elif type(dw) is not nn.Identity:
+            t = dw(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return _tokens_unit(units["fc2"], t)
+
+
+def _tokens_unit(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if type(unit) is FusedConvNormAct:
+        return unit.forward_tokens(x)
+    return unit(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
 
 def _fused_unit(module: nn.Module) -> nn.Module:
     return FusedConvNormAct.from_reference(module) if type(module) is ConvNormAct else module
@@ -93,10 +112,11 @@ class FusedHRFormerBlock(nn.Module):
         out = attn.attend_fastest(q, key, v, mask)
         out = _linear(attn_modules["proj"], merge_windows(out, b, rows, cols, window))
         x = x + (crop_view(out, pads) if any(pads) else out)
-        y = _layer_norm(modules["norm2"], x).permute(0, 3, 1, 2)
+        y = _layer_norm(modules["norm2"], x)
         ffn = modules["ffn"]
-        y = ffn.forward(y, True) if type(ffn) is FusedConvFFN else ffn(y)
-        return x.permute(0, 3, 1, 2) + y
+        if type(ffn) is FusedConvFFN:
+            return (x + ffn.forward_tokens(y)).permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2) + ffn(y.permute(0, 3, 1, 2))
 
     def forward_modules(self, x: torch.Tensor) -> torch.Tensor:
         """The reference block's forward on the fused submodules."""

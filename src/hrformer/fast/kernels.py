@@ -237,8 +237,8 @@ def _onednn_conv_add_relu(
     return out.relu_() if bf16 else out
 
 
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    return _LINEAR(x, weight, bias, "none", [], "")
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
+    return _LINEAR(x, weight, bias, attr, [], "none" if attr == "gelu" else "")
 
 
 # Self-check tolerances per dtype: bf16 rounds every output to 8 bits of mantissa.
@@ -268,6 +268,10 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
             _onednn_conv_add_relu(x, other, conv.weight, conv.bias, conv_geometry(conv)), F.relu(conv(x) + other)
         ],
         "linear": lambda: [_onednn_linear(tokens, lin.weight, lin.bias), lin(tokens)],
+        "linear_act": lambda: [
+            t for attr in ("none", "relu", "gelu")
+            for t in (_onednn_linear(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
+        ],
     }
     try:
         with torch.no_grad():
@@ -335,6 +339,45 @@ def conv_add_act(
             and _conv_pays(x, weight, geometry, "conv_add_relu")):
         return _onednn_conv_add_relu(x, other, weight, bias, geometry)
     return reference_act(conv._conv_forward(x, weight, bias) + other, attr)
+
+
+# How a 1x1 convolution + activation runs on channels-last tokens (the FFN's outer units): as a
+# oneDNN matmul on the (..., C) tokens with the activation as post-op ("matmul"), or as the oneDNN
+# (or, when small, public) convolution on their (B, C, H, W) view ("conv"). Neither wins
+# everywhere: on 2 AMD EPYC cores (AVX-512 BF16) the matmul is 10-40% faster at batch 1, and the
+# convolution up to 1.2x faster for fp32 on the 24576 x 72 -> 18 tokens of a batch of 8. "auto"
+# times both once per kind of input (see pointwise_as_matmul); a name pins one.
+POINTWISE_PATHS = ("auto", "matmul", "conv")
+pointwise_path = "auto"
+
+# (tokens as a power of two, in, out, dtype, post-op) -> whether the matmul measured faster.
+_matmul_faster: Dict[Tuple, bool] = {}
+
+
+def pointwise_as_matmul(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, as_conv: Callable[[], object]
+) -> bool:
+    """Whether ``act(x @ weight.T + bias)`` on (..., C) tokens ``x`` should run as one oneDNN matmul
+    (:func:`pointwise_act`) rather than ``as_conv`` (the same unit as a convolution): the pinned
+    :data:`pointwise_path`, else the faster for tokens like these (same channels, dtype, post-op,
+    token count within a factor of 2), timed once. For a caller whose kernels are on."""
+    if weight.dtype != x.dtype or not _self_check("linear_act", x.dtype):
+        return False
+    if pointwise_path != "auto":
+        return pointwise_path == "matmul"
+    key = ((x.numel() // x.shape[-1]).bit_length(), x.shape[-1], weight.shape[0], x.dtype, attr)
+    faster = _matmul_faster.get(key)
+    if faster is None:
+        faster = _matmul_faster[key] = fastest_of(
+            {"matmul": lambda: _onednn_linear(x, weight, bias, attr), "conv": as_conv}
+        ) == "matmul"
+    return faster
+
+
+def pointwise_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str) -> torch.Tensor:
+    """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation as
+    post-op, where :func:`pointwise_as_matmul` said so."""
+    return _onednn_linear(x, weight, bias, attr)
 
 
 def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.Tensor:

@@ -60,6 +60,7 @@ class FusedConvNormAct(nn.Module):
         super().__setattr__(name, value)
         if name in ("conv", "act"):
             self.__dict__.pop("_plan", None)
+            self.__dict__.pop("_matrix", None)
 
     def plan(self) -> Tuple[Optional[str], kernels.ConvGeometry]:
         """(oneDNN post-op of ``act`` or None, ``conv``'s geometry), kept until ``conv`` or ``act``
@@ -68,6 +69,37 @@ class FusedConvNormAct(nn.Module):
         if plan is None:
             plan = self.__dict__["_plan"] = (kernels.onednn_attr(self.act), kernels.conv_geometry(self.conv))
         return plan
+
+    def matrix(self) -> Optional[torch.Tensor]:
+        """``conv``'s weight as an (out, in) matrix if ``conv`` is a 1x1 convolution without stride,
+        padding or groups (a linear layer on channels-last tokens), else None. The view is kept
+        while it shares the weight's memory (in-place edits reach it; a new weight or a cast makes
+        a new view)."""
+        conv = self._modules["conv"]
+        weight = conv._parameters.get("weight")
+        if (weight is None or conv.kernel_size != (1, 1) or conv.groups != 1 or conv.stride != (1, 1)
+                or conv.padding not in ((0, 0), "valid") or not weight.is_contiguous()):
+            return None
+        kept = self.__dict__.get("_matrix")
+        if kept is None or kept[0] is not weight or kept[1].data_ptr() != weight.data_ptr() or kept[1].dtype != weight.dtype:
+            with torch.inference_mode(False), torch.no_grad():
+                kept = self.__dict__["_matrix"] = (weight, weight.detach().view(weight.shape[0], weight.shape[1]))
+        return kept[1]
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on (B, H, W, C) tokens (a channels-last map's permuted view), for a caller
+        whose kernels are on: a 1x1 unit as one oneDNN matmul where that is faster
+        (:func:`kernels.pointwise_as_matmul`), else as the convolution. Returns (B, H, W, C')."""
+        attr = self.plan()[0]
+        matrix = None if attr is None else self.matrix()
+        if matrix is not None:
+            bias = self._modules["conv"]._parameters.get("bias")
+            if kernels.pointwise_as_matmul(x, matrix, bias, attr, lambda: self._forward_as_map(x)):
+                return kernels.pointwise_act(x, matrix, bias, attr)
+        return self._forward_as_map(x)
+
+    def _forward_as_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x.permute(0, 3, 1, 2), True).permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor, kernels_on: Optional[bool] = None) -> torch.Tensor:
         """``kernels_on``: :func:`kernels.active(x) <hrformer.fast.kernels.active>` where the caller
