@@ -5,6 +5,7 @@ the conversion bypassed), fused and unfused. Interleaved rounds (``benchmarks/ti
 
     git archive <commit> src/hrformer | tar -x -C /tmp/old && mv /tmp/old/src/hrformer /tmp/old/hrformer_old
     python -m benchmarks.fast_path_ab --old /tmp/old --models t s --batches 1 8 --out results/cpu_fast_path_ab.json
+    python -m benchmarks.fast_path_ab --old /tmp/old --fused-only --dtype bf16 --heads none --models t s
 
 The old package must import as ``hrformer_old`` (the package uses relative imports only, so a renamed
 copy works). Models: the backbone with the official classification code's semantics
@@ -16,14 +17,12 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import json
 import sys
 from typing import Callable, Dict
 
 import torch
 
-from hrformer.fast.cpu import machine_info
-
+from .run import write_json
 from .timing import interleaved
 
 
@@ -40,21 +39,25 @@ def _without_layout_conversion(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def variants(old_lib, name: str, head) -> Dict[str, torch.nn.Module]:
+def variants(old_lib, name: str, head, fused_only: bool = False, dtype=None) -> Dict[str, torch.nn.Module]:
+    """The models to time; ``fused_only``: the fused model of this checkout and of the old package
+    only; ``dtype``: what both are fused with (``fuse_for_inference(dtype=...)``)."""
     import hrformer
 
     eager = _build(hrformer, name, head)
-    fused = copy.deepcopy(eager).fuse_for_inference()
-    models = {
+    fused = copy.deepcopy(eager).fuse_for_inference(dtype=dtype)
+    models = {"eager": eager} if fused_only else {
         "eager": eager,
         "eager_no_layout": _without_layout_conversion(eager),
         "fused": fused,
         "fused_no_layout": _without_layout_conversion(fused),
     }
+    if fused_only:
+        models["fused"] = fused
     if old_lib is not None:
         old = _build(old_lib, name, head)
         old.load_state_dict(eager.state_dict())
-        models["old_fused"] = old.fuse_for_inference()
+        models["old_fused"] = old.fuse_for_inference(dtype=dtype)
     return models
 
 
@@ -98,8 +101,13 @@ def main(argv=None) -> None:
     p.add_argument("--max-tries", type=int, default=2)
     p.add_argument("--conversion-only", action="store_true",
                    help="time the layout conversion alone (best of 200) next to one fused forward")
+    p.add_argument("--fused-only", action="store_true",
+                   help="time the fused models only (this checkout's and --old's), not the eager ones")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="what the fused models are fused with")
     p.add_argument("--out")
     args = p.parse_args(argv)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else None
+    tol = 5e-2 if dtype else 1e-4  # bf16: within its rounding (3.3% at worst on random weights)
     torch.set_num_threads(args.threads)
     if args.conversion_only:
         h, w = (int(v) for v in args.size.split("x"))
@@ -121,16 +129,18 @@ def main(argv=None) -> None:
         name = f"hrformer_{arch}"
         for head_name in args.heads:
             head = None if head_name == "none" else head_name
-            models = variants(old_lib, name, head)
+            models = variants(old_lib, name, head, args.fused_only, dtype)
+            # fused only: the eager model gives the reference outputs, untimed
+            eager = models.pop("eager") if args.fused_only else models["eager"]
             for batch in args.batches:
                 x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0))
                 with torch.inference_mode():
-                    ref = models["eager"](x)
+                    ref = eager(x)
                     for key, model in models.items():  # the same outputs, whichever variant
                         out = model(x)
                         outs, refs = (out, ref) if isinstance(out, list) else ([out], [ref])
                         err = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(outs, refs))
-                        assert err < 1e-4, (key, err)
+                        assert err < tol, (key, err)
 
                 def call(model) -> Callable[[], None]:
                     def run() -> None:
@@ -140,22 +150,21 @@ def main(argv=None) -> None:
 
                 samples = interleaved({k: call(m) for k, m in models.items()}, reps=args.repeats,
                                       max_tries=args.max_tries)
-                row = {"model": name, "head": head_name, "batch": batch, "size": args.size,
+                row = {"model": name, "head": head_name, "batch": batch, "size": args.size, "dtype": args.dtype,
                        "ms": {k: s.median * 1e3 for k, s in samples.items()},
                        "ms_min": {k: s.min * 1e3 for k, s in samples.items()},
                        "discarded": {k: s.discarded for k, s in samples.items()}}
                 records.append(row)
                 ms = row["ms"]
                 line = "  ".join(f"{k} {v:8.1f}" for k, v in ms.items())
-                ratios = (f"layout cost eager {ms['eager'] / ms['eager_no_layout']:.3f} "
-                          f"fused {ms['fused'] / ms['fused_no_layout']:.3f}")
+                ratios = "" if args.fused_only else (f"layout cost eager {ms['eager'] / ms['eager_no_layout']:.3f} "
+                                                     f"fused {ms['fused'] / ms['fused_no_layout']:.3f}")
                 if "old_fused" in ms:
                     ratios += f"  new/old fused {ms['fused'] / ms['old_fused']:.3f}"
                 print(f"{name} {head_name:5s} b{batch}: {line} ms | {ratios}", flush=True)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"machine": machine_info(), "threads": args.threads, "torch": torch.__version__,
-                       "records": records}, f, indent=1)
+        write_json(args.out, {"threads": args.threads, "torch": torch.__version__, "dtype": args.dtype,
+                              "records": records})
 
 
 if __name__ == "__main__":

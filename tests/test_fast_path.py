@@ -98,37 +98,41 @@ def test_attention_choice_is_timed_once_per_kind_of_windows(monkeypatch):
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("path", ["matmul", "conv", "auto"])
-def test_ffn_pointwise_units_run_as_matmul_or_convolution_with_the_same_outputs(path, dtype, monkeypatch, randomise_bn):
-    """The FFN's 1x1 units on the block's tokens: oneDNN matmuls with the GELU as post-op, the
-    convolutions, or whichever measured faster for each kind of tokens, timed once ("auto"): the
-    reference outputs every way (bf16: within its rounding)."""
+@pytest.mark.parametrize("path", ["onednn", "other", "auto"])
+def test_onednn_matmuls_replace_projections_and_ffn_units_with_the_same_outputs(path, dtype, monkeypatch, randomise_bn):
+    """The attention's projections and the FFN's 1x1 units on the block's tokens run as oneDNN
+    matmuls (the GELU as post-op), as the ops they replace (ATen's linear, the convolutions), or as
+    whichever measured faster for each kind of tokens, timed once ("auto"): the reference outputs
+    every way (bf16: within its rounding)."""
     if dtype is not None and dtype not in kernels.kernel_dtypes():
         pytest.skip("oneDNN runs no bf16 on this CPU: bf16 models keep the reference path")
-    monkeypatch.setattr(kernels, "pointwise_path", path)
-    monkeypatch.setattr(kernels, "_matmul_faster", {})
-    matmuls = []
+    monkeypatch.setattr(kernels, "matmul_path", path)
+    monkeypatch.setattr(kernels, "_onednn_faster", {})
+    matmuls = []  # (out, in) of each oneDNN matmul
     onednn_linear = kernels._onednn_linear
-    monkeypatch.setattr(kernels, "_onednn_linear", lambda x, *a: matmuls.append(x.dim()) or onednn_linear(x, *a))
+    monkeypatch.setattr(kernels, "_onednn_linear", lambda x, w, *a: matmuls.append(tuple(w.shape)) or onednn_linear(x, w, *a))
     torch.manual_seed(0)
     model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
     fused = copy.deepcopy(model).fuse_for_inference(dtype=dtype)
-    convs = [u.conv for m in fused.modules() if isinstance(m, FusedConvFFN) for u in (m.fc1, m.fc2)]
-    units = len(convs)
+    units = {"conv": [(u.conv.in_channels, u.conv.out_channels) for m in fused.modules() if isinstance(m, FusedConvFFN)
+                      for u in (m.fc1, m.fc2)],
+             "linear": [(lin.in_features, lin.out_features) for m in fused.modules()
+                        if isinstance(m, FusedWindowAttention) for lin in (m.qkv, m.proj)]}
     x = X[:, :, :40, :36]
     ref = outputs(model, x)[0]
     outputs(fused, x)  # "auto" times here
     matmuls.clear()
     out = outputs(fused, x)[0]
-    pointwise = matmuls.count(4)  # the attention's projections take 3-d windows
+    # (out, in): qkv 3C x C, proj C x C, fc1 4C x C, fc2 C x 4C: no two alike
+    used = {"conv": sum(o in (4 * i, i // 4) for o, i in matmuls), "linear": sum(o in (3 * i, i) for o, i in matmuls)}
     if not kernels.fast_path_enabled():
-        assert pointwise == 0
+        assert used == {"conv": 0, "linear": 0}
     elif path == "auto":  # one timing per kind of tokens (each branch has its own channels), kept
-        faster = {key[1:3]: matmul for key, matmul in kernels._matmul_faster.items()}
-        assert len(faster) == len(kernels._matmul_faster) == len({(c.in_channels, c.out_channels) for c in convs})
-        assert pointwise == sum(faster[c.in_channels, c.out_channels] for c in convs)
+        faster = {(key[0], *key[2:4]): onednn for key, onednn in kernels._onednn_faster.items()}
+        assert len(faster) == len(kernels._onednn_faster) == sum(len(set(u)) for u in units.values())
+        assert used == {kind: sum(faster[(kind, *u)] for u in shapes) for kind, shapes in units.items()}
     else:
-        assert pointwise == (units if path == "matmul" else 0)
+        assert used == {kind: len(shapes) if path == "onednn" else 0 for kind, shapes in units.items()}
     tol = 3e-2 if dtype else 1e-5
     assert (out - ref).abs().max() <= tol * ref.abs().max()
 
@@ -146,9 +150,9 @@ def test_ffn_matmuls_follow_their_convolution_weights(monkeypatch, randomise_bn)
     x = X[:, :, :40, :36]
 
     def check(what):
-        monkeypatch.setattr(kernels, "pointwise_path", "conv")
+        monkeypatch.setattr(kernels, "matmul_path", "other")
         expected = outputs(fused, x)[0]
-        monkeypatch.setattr(kernels, "pointwise_path", "matmul")
+        monkeypatch.setattr(kernels, "matmul_path", "onednn")
         out = outputs(fused, x)[0]
         assert (out - expected).abs().max() <= 1e-5 * expected.abs().max(), what
         return out
@@ -169,11 +173,19 @@ def test_ffn_matmuls_follow_their_convolution_weights(monkeypatch, randomise_bn)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bf16 without native support warns
             fused.fuse_for_inference(dtype=torch.bfloat16)
-        monkeypatch.setattr(kernels, "pointwise_path", "conv")
+        monkeypatch.setattr(kernels, "matmul_path", "other")
         expected = outputs(fused, x)[0]
-        monkeypatch.setattr(kernels, "pointwise_path", "matmul")
+        monkeypatch.setattr(kernels, "matmul_path", "onednn")
         out = outputs(fused, x)[0]
         assert (out - expected).abs().max() <= 2e-2 * expected.abs().max(), "cast to bf16"
+
+
+def test_matmul_path_environment_variable_is_checked(monkeypatch):
+    monkeypatch.setenv(kernels.MATMUL_ENV_VAR, " oneDNN")
+    assert kernels.matmul_path_from_environment() == "onednn"
+    monkeypatch.setenv(kernels.MATMUL_ENV_VAR, "mkl")
+    with pytest.raises(hrformer.InputError, match="HRFORMER_MATMUL"):
+        kernels.matmul_path_from_environment()
 
 
 def test_attention_path_environment_variable_is_checked(monkeypatch):
@@ -253,7 +265,7 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
-@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear", "linear_act"])
+@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear"])
 def test_every_kernel_passes_its_self_check_in_every_dtype_it_takes(kind, monkeypatch):
     """fp32 always; bf16 where oneDNN runs it (AVX-512 and newer). A failure would only warn and
     fall back at run time, so it is asserted here."""

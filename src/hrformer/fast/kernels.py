@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 try:
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 except ImportError:  # pragma: no cover - very old torch
@@ -46,10 +48,10 @@ _CONV = getattr(_MKLDNN, "_convolution_pointwise", None)
 _LINEAR = getattr(_MKLDNN, "_linear_pointwise", None)
 
 # Below these sizes a oneDNN call (~40 us of fixed cost on 2 cores) loses to the public ops: 1x1
-# convolutions then run as a plain GEMM, small linears through MKL (measured on 2 AMD EPYC cores).
+# convolutions then run as a plain GEMM (measured on 2 AMD EPYC cores). Linears are timed instead
+# (see onednn_matmul_faster).
 MIN_POINTWISE_CONV_OUTPUT = 1 << 16
 MIN_MACS = 8_000_000
-MIN_LINEAR_MACS = 16_000_000
 
 _AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
 # oneDNN runs bf16 where the CPU has AVX512-BF16 / AMX (natively) or AVX-512 BW/VL/DQ (emulated);
@@ -267,8 +269,7 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
         "conv_add_relu": lambda: [
             _onednn_conv_add_relu(x, other, conv.weight, conv.bias, conv_geometry(conv)), F.relu(conv(x) + other)
         ],
-        "linear": lambda: [_onednn_linear(tokens, lin.weight, lin.bias), lin(tokens)],
-        "linear_act": lambda: [
+        "linear": lambda: [
             t for attr in ("none", "relu", "gelu")
             for t in (_onednn_linear(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
         ],
@@ -341,42 +342,57 @@ def conv_add_act(
     return reference_act(conv._conv_forward(x, weight, bias) + other, attr)
 
 
-# How a 1x1 convolution + activation runs on channels-last tokens (the FFN's outer units): as a
-# oneDNN matmul on the (..., C) tokens with the activation as post-op ("matmul"), or as the oneDNN
-# (or, when small, public) convolution on their (B, C, H, W) view ("conv"). Neither wins
-# everywhere: on 2 AMD EPYC cores (AVX-512 BF16) the matmul is 10-40% faster at batch 1, and the
-# convolution up to 1.2x faster for fp32 on the 24576 x 72 -> 18 tokens of a batch of 8. "auto"
-# times both once per kind of input (see pointwise_as_matmul); a name pins one.
-POINTWISE_PATHS = ("auto", "matmul", "conv")
-pointwise_path = "auto"
+# Where oneDNN's matmul (one primitive, the activation as its post-op) may replace another op with
+# the same result: the window attention's projections (otherwise ATen's linear: MKL's GEMM) and the
+# FFN's 1x1 units on the block's tokens (otherwise their convolutions, and a separate GELU where the
+# convolution is public). Neither side wins everywhere: on 2 AMD EPYC cores (AVX-512 BF16) oneDNN's
+# matmul takes 0.5-0.75x MKL's time for the projections from 3M multiply-adds on, but loses on the
+# smallest ones, and a 1x1 convolution beats it on some long token matrices of a batch of 8.
+# "auto" times both once per kind of input (see onednn_matmul_faster); "onednn" / "other" pins one
+# (HRFORMER_MATMUL).
+MATMUL_ENV_VAR = "HRFORMER_MATMUL"
+MATMUL_PATHS = ("auto", "onednn", "other")
 
-# (tokens as a power of two, in, out, dtype, post-op) -> whether the matmul measured faster.
-_matmul_faster: Dict[Tuple, bool] = {}
+
+def matmul_path_from_environment() -> str:
+    path = os.environ.get(MATMUL_ENV_VAR, "auto").strip().lower()
+    if path not in MATMUL_PATHS:
+        raise InputError(f"{MATMUL_ENV_VAR}={path!r}: expected one of {MATMUL_PATHS}")
+    return path
 
 
-def pointwise_as_matmul(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, as_conv: Callable[[], object]
+matmul_path = matmul_path_from_environment()
+
+# (what oneDNN replaces, tokens as a power of two, in, out, dtype, post-op) -> whether oneDNN's
+# matmul measured faster.
+_onednn_faster: Dict[Tuple, bool] = {}
+
+
+def onednn_matmul_faster(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, other: Callable[[], object],
+    other_kind: str,
 ) -> bool:
-    """Whether ``act(x @ weight.T + bias)`` on (..., C) tokens ``x`` should run as one oneDNN matmul
-    (:func:`pointwise_act`) rather than ``as_conv`` (the same unit as a convolution): the pinned
-    :data:`pointwise_path`, else the faster for tokens like these (same channels, dtype, post-op,
-    token count within a factor of 2), timed once. For a caller whose kernels are on."""
-    if weight.dtype != x.dtype or not _self_check("linear_act", x.dtype):
+    """Whether ``act(x @ weight.T + bias)`` on (..., C) tokens ``x`` should run as oneDNN's matmul
+    (:func:`onednn_matmul`) rather than ``other`` (a computation with the same result, named by
+    ``other_kind``): the pinned :data:`matmul_path`, else whichever measured faster for tokens like
+    these (same alternative, channels, dtype and post-op, token count within a factor of 2), timed
+    once. For a caller whose kernels are on."""
+    if weight.dtype != x.dtype or not _self_check("linear", x.dtype):
         return False
-    if pointwise_path != "auto":
-        return pointwise_path == "matmul"
-    key = ((x.numel() // x.shape[-1]).bit_length(), x.shape[-1], weight.shape[0], x.dtype, attr)
-    faster = _matmul_faster.get(key)
+    if matmul_path != "auto":
+        return matmul_path == "onednn"
+    key = (other_kind, (x.numel() // x.shape[-1]).bit_length(), x.shape[-1], weight.shape[0], x.dtype, attr)
+    faster = _onednn_faster.get(key)
     if faster is None:
-        faster = _matmul_faster[key] = fastest_of(
-            {"matmul": lambda: _onednn_linear(x, weight, bias, attr), "conv": as_conv}
-        ) == "matmul"
+        faster = _onednn_faster[key] = fastest_of(
+            {"onednn": lambda: _onednn_linear(x, weight, bias, attr), other_kind: other}
+        ) == "onednn"
     return faster
 
 
-def pointwise_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str) -> torch.Tensor:
-    """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation as
-    post-op, where :func:`pointwise_as_matmul` said so."""
+def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
+    """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation
+    (``attr``: "none", "relu", "gelu") as post-op, where :func:`onednn_matmul_faster` said so."""
     return _onednn_linear(x, weight, bias, attr)
 
 
@@ -385,7 +401,7 @@ def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.
     narrow token matrices of the high-resolution branches (e.g. 27440 x 78 -> 234 at HRFormer-B).
     ``on``: :func:`active` for ``x`` where the caller has it, else it is checked here."""
     weight, bias = weight_and_bias(lin)
-    if ((active(x) if on is None else on) and weight.dtype == x.dtype and x.numel() * weight.shape[0] >= MIN_LINEAR_MACS
-            and _self_check("linear", x.dtype)):
+    if (active(x) if on is None else on) and onednn_matmul_faster(
+            x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear"):
         return _onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)

@@ -89,13 +89,13 @@ class FusedConvNormAct(nn.Module):
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` on (B, H, W, C) tokens (a channels-last map's permuted view), for a caller
         whose kernels are on: a 1x1 unit as one oneDNN matmul where that is faster
-        (:func:`kernels.pointwise_as_matmul`), else as the convolution. Returns (B, H, W, C')."""
+        (:func:`kernels.onednn_matmul_faster`), else as the convolution. Returns (B, H, W, C')."""
         attr = self.plan()[0]
         matrix = None if attr is None else self.matrix()
         if matrix is not None:
             bias = self._modules["conv"]._parameters.get("bias")
-            if kernels.pointwise_as_matmul(x, matrix, bias, attr, lambda: self._forward_as_map(x)):
-                return kernels.pointwise_act(x, matrix, bias, attr)
+            if kernels.onednn_matmul_faster(x, matrix, bias, attr, lambda: self._forward_as_map(x), "conv"):
+                return kernels.onednn_matmul(x, matrix, bias, attr)
         return self._forward_as_map(x)
 
     def _forward_as_map(self, x: torch.Tensor) -> torch.Tensor:
