@@ -46,11 +46,16 @@ def test_views_match_the_reference_partition_split_merge_and_crop(height, width,
 @pytest.mark.parametrize("height, width", SIZES)
 @pytest.mark.parametrize("mask_padding", [False, True])
 @pytest.mark.parametrize("heads", [1, 2])
-def test_fused_block_inline_attention_equals_its_modules(height, width, mask_padding, heads):
-    """The inline path (fast path on) against the block's submodules run as in the reference block,
-    on channels-first and channels-last inputs."""
+@pytest.mark.parametrize("ffn_dw", [True, False])
+@pytest.mark.parametrize("matmul_path", ["onednn", "other"])
+def test_fused_block_inline_attention_equals_its_modules(height, width, mask_padding, heads, ffn_dw, matmul_path,
+                                                         monkeypatch):
+    """The inline path (fast path on; the projections and the FFN's 1x1 units as oneDNN matmuls or
+    as the ops they replace) against the block's submodules run as in the reference block, with and
+    without the FFN's depth-wise convolution, on channels-first and channels-last inputs."""
+    monkeypatch.setattr(kernels, "matmul_path", matmul_path)
     torch.manual_seed(0)
-    block = HRFormerBlock(8 * heads, heads, mask_padding=mask_padding).eval()
+    block = HRFormerBlock(8 * heads, heads, mask_padding=mask_padding, ffn_dw=ffn_dw).eval()
     fused = fuse_for_inference(torch.nn.Sequential(copy.deepcopy(block)))[0]
     assert isinstance(fused, FusedHRFormerBlock)
     x = torch.randn(2, 8 * heads, height, width)
