@@ -3,14 +3,12 @@ masks kept per input size, and the attention product measured fastest on this ma
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
 from ..layers.attention import LocalWindowAttention
 from . import kernels
 from .modules import FusedLinear
@@ -62,10 +60,7 @@ ATTENTION_PATHS = ("auto", *ATTENTION_PRODUCTS)
 
 
 def attention_path_from_environment() -> str:
-    path = os.environ.get(ATTENTION_ENV_VAR, "auto").strip().lower()
-    if path not in ATTENTION_PATHS:
-        raise InputError(f"{ATTENTION_ENV_VAR}={path!r}: expected one of {ATTENTION_PATHS}")
-    return path
+    return kernels.path_from_environment(ATTENTION_ENV_VAR, ATTENTION_PATHS)
 
 
 attention_path = attention_path_from_environment()

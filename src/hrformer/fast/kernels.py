@@ -354,11 +354,16 @@ MATMUL_ENV_VAR = "HRFORMER_MATMUL"
 MATMUL_PATHS = ("auto", "onednn", "other")
 
 
-def matmul_path_from_environment() -> str:
-    path = os.environ.get(MATMUL_ENV_VAR, "auto").strip().lower()
-    if path not in MATMUL_PATHS:
-        raise InputError(f"{MATMUL_ENV_VAR}={path!r}: expected one of {MATMUL_PATHS}")
+def path_from_environment(var: str, paths: Tuple[str, ...]) -> str:
+    """The path (one of ``paths``) that the environment variable ``var`` pins, "auto" if unset."""
+    path = os.environ.get(var, "auto").strip().lower()
+    if path not in paths:
+        raise InputError(f"{var}={path!r}: expected one of {paths}")
     return path
+
+
+def matmul_path_from_environment() -> str:
+    return path_from_environment(MATMUL_ENV_VAR, MATMUL_PATHS)
 
 
 matmul_path = matmul_path_from_environment()
