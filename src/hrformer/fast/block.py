@@ -1,6 +1,7 @@
 """The inference HRFormer block and its FFN: the reference submodules (and state-dict keys), run
 without the module calls of their leaves; with the fast path on, the block's attention runs on
-strided window views (:mod:`hrformer.fast.windows`), 26 ops per block where the module path takes 34."""
+strided window views (:mod:`hrformer.fast.windows`) and its FFN on the (B, H, W, C) tokens: 22 ops
+per block with the flash attention kernel, 26 with the explicit product."""
 
 from __future__ import annotations
 
