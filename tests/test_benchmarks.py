@@ -282,3 +282,29 @@ def test_a_preloaded_allocator_reaches_the_fresh_process(tmp_path, monkeypatch):
     setting = freed_memory.Setting("alloc", preload="/lib/alloc.so")
     assert freed_memory._in_fresh_process(args, "hrformer_t", 1, "fused", setting)["ms"] == 1.0
     assert seen["preload"] == "/lib/alloc.so /other.so" and seen["cmd"][3:8] == ["--one", "hrformer_t", "1", "fused", "0"]
+
+
+def test_fast_path_ab_times_the_fused_model_against_an_older_package(tmp_path, monkeypatch):
+    """``--fused-only``: this checkout's fused model and the old package's (here: a renamed copy of
+    this one), each checked against the eager outputs first, timed in one process."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import hrformer
+    from benchmarks import fast_path_ab
+
+    shutil.copytree(Path(hrformer.__file__).parent, tmp_path / "hrformer_old",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts --old in front
+    out = tmp_path / "ab.json"
+    try:
+        fast_path_ab.main(["--old", str(tmp_path), "--fused-only", "--models", "t", "--batches", "1", "--heads",
+                           "none", "--size", "64x48", "--repeats", "1", "--max-tries", "1", "--out", str(out)])
+    finally:
+        for name in [m for m in sys.modules if m == "hrformer_old" or m.startswith("hrformer_old.")]:
+            del sys.modules[name]
+    data = json.loads(out.read_text())
+    (row,) = data["records"]
+    assert set(row["ms"]) == {"fused", "old_fused"} and all(v > 0 for v in row["ms"].values())
+    assert data["dtype"] == row["dtype"] == "fp32" and data["allocator"] and data["cpu_model"]
