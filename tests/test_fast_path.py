@@ -109,8 +109,8 @@ def test_onednn_matmuls_replace_projections_and_ffn_units_with_the_same_outputs(
     monkeypatch.setattr(kernels, "matmul_path", path)
     monkeypatch.setattr(kernels, "_onednn_faster", {})
     matmuls = []  # (out, in) of each oneDNN matmul
-    onednn_linear = kernels._onednn_linear
-    monkeypatch.setattr(kernels, "_onednn_linear", lambda x, w, *a: matmuls.append(tuple(w.shape)) or onednn_linear(x, w, *a))
+    onednn_matmul = kernels.onednn_matmul
+    monkeypatch.setattr(kernels, "onednn_matmul", lambda x, w, *a: matmuls.append(tuple(w.shape)) or onednn_matmul(x, w, *a))
     torch.manual_seed(0)
     model = randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())
     fused = copy.deepcopy(model).fuse_for_inference(dtype=dtype)

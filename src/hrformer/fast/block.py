@@ -49,18 +49,17 @@ class FusedConvFFN(nn.Module):
         C_out): the 1x1 units as oneDNN matmuls on the tokens where that is faster, the depth-wise
         one on their channels-last view; no layout change between the units."""
         units = self._modules
-        t = _tokens_unit(units["fc1"], x)
-        dw = units["dw"]
-        if type(dw) is FusedConvNormAct:
-            t = dw.forward(t.permute(0, 3, 1, 2), True).permute(0, 2, 3, 1)
-        elif type(dw) is not nn.Identity:
-            t = dw(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return _tokens_unit(units["fc2"], t)
+        return _tokens_unit(units["fc2"], _tokens_unit(units["dw"], _tokens_unit(units["fc1"], x)))
 
 
 def _tokens_unit(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if type(unit) is FusedConvNormAct:
+    """``unit`` on (B, H, W, C) tokens: a fused unit decides matmul or convolution itself (a
+    depth-wise one always convolves), any other module runs on the channels-last view."""
+    kind = type(unit)
+    if kind is FusedConvNormAct:
         return unit.forward_tokens(x)
+    if kind is nn.Identity:
+        return x
     return unit(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 

@@ -177,15 +177,17 @@ def onednn_attr(act: nn.Module) -> Optional[str]:
 
 class ConvGeometry(NamedTuple):
     """What the kernels need of a convolution besides its tensors, read once per fused unit (not per
-    call): the operator arguments, and the smallest input (in elements) for which a oneDNN call is
-    worth its fixed cost: any for spatial kernels (they take oneDNN anyway), large outputs only for
-    1x1 ones."""
+    call): the operator arguments, the smallest input (in elements) for which a oneDNN call is
+    worth its fixed cost (any for spatial kernels: they take oneDNN anyway; large outputs only for
+    1x1 ones), and whether it is a matrix product of channels-last tokens (1x1, no stride, padding
+    or groups)."""
 
     padding: List[int]
     stride: List[int]
     dilation: List[int]
     groups: int
     min_numel: int
+    matmul: bool
 
 
 def conv_geometry(conv: nn.Conv2d) -> ConvGeometry:
@@ -195,7 +197,9 @@ def conv_geometry(conv: nn.Conv2d) -> ConvGeometry:
         out, macs = conv.out_channels, conv.out_channels * conv.in_channels // conv.groups
         pixels = min(-(-MIN_POINTWISE_CONV_OUTPUT // out), -(-MIN_MACS // max(macs, 1)))
         min_numel = pixels * conv.in_channels
-    return ConvGeometry(_pair(conv.padding), _pair(conv.stride), _pair(conv.dilation), conv.groups, min_numel)
+    padding, stride = _pair(conv.padding), _pair(conv.stride)
+    matmul = conv.kernel_size == (1, 1) and padding == [0, 0] and stride == [1, 1] and conv.groups == 1
+    return ConvGeometry(padding, stride, _pair(conv.dilation), conv.groups, min_numel, matmul)
 
 
 _REFERENCE_ACTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"none": lambda t: t, "relu": F.relu, "gelu": F.gelu}
@@ -239,7 +243,10 @@ def _onednn_conv_add_relu(
     return out.relu_() if bf16 else out
 
 
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
+def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
+    """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation
+    (``attr``: "none", "relu", "gelu") as post-op; callers run it where
+    :func:`onednn_matmul_faster` said so."""
     return _LINEAR(x, weight, bias, attr, [], "none" if attr == "gelu" else "")
 
 
@@ -271,7 +278,7 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
         ],
         "linear": lambda: [
             t for attr in ("none", "relu", "gelu")
-            for t in (_onednn_linear(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
+            for t in (onednn_matmul(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
         ],
     }
     try:
@@ -390,15 +397,9 @@ def onednn_matmul_faster(
     faster = _onednn_faster.get(key)
     if faster is None:
         faster = _onednn_faster[key] = fastest_of(
-            {"onednn": lambda: _onednn_linear(x, weight, bias, attr), other_kind: other}
+            {"onednn": lambda: onednn_matmul(x, weight, bias, attr), other_kind: other}
         ) == "onednn"
     return faster
-
-
-def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
-    """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation
-    (``attr``: "none", "relu", "gelu") as post-op, where :func:`onednn_matmul_faster` said so."""
-    return _onednn_linear(x, weight, bias, attr)
 
 
 def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.Tensor:
@@ -408,5 +409,5 @@ def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.
     weight, bias = weight_and_bias(lin)
     if (active(x) if on is None else on) and onednn_matmul_faster(
             x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear"):
-        return _onednn_linear(x, weight, bias)
+        return onednn_matmul(x, weight, bias)
     return F.linear(x, weight, bias)

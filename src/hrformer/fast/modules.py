@@ -75,10 +75,10 @@ class FusedConvNormAct(nn.Module):
         padding or groups (a linear layer on channels-last tokens), else None. The view is kept
         while it shares the weight's memory (in-place edits reach it; a new weight or a cast makes
         a new view)."""
-        conv = self._modules["conv"]
-        weight = conv._parameters.get("weight")
-        if (weight is None or conv.kernel_size != (1, 1) or conv.groups != 1 or conv.stride != (1, 1)
-                or conv.padding not in ((0, 0), "valid") or not weight.is_contiguous()):
+        if not self.plan()[1].matmul:
+            return None
+        weight = self._modules["conv"]._parameters.get("weight")
+        if weight is None or not weight.is_contiguous():
             return None
         kept = self.__dict__.get("_matrix")
         if kept is None or kept[0] is not weight or kept[1].data_ptr() != weight.data_ptr() or kept[1].dtype != weight.dtype:
