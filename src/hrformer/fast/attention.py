@@ -205,13 +205,6 @@ class FusedWindowAttention(LocalWindowAttention):
         # The switch (HRFORMER_FAST_PATH=0, set_fast_path(False)) sends it through the reference path too.
         if self.training or not kernels.active(q):
             return super().attend(q, key, v, mask)
-        return self.attend_fastest(q, key, v, mask)
-
-    def attend_fastest(
-        self, q: torch.Tensor, key: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]
-    ) -> torch.Tensor:
-        """:meth:`attend` with the product measured fastest, for a caller that has checked that the
-        fast path is on (the fused block)."""
         product = attention_product(q, key, v, mask)
         if product == "flash":
             return super().attend(q, key, v, mask)

@@ -1,11 +1,11 @@
 """The inference HRFormer block and its FFN: the reference submodules (and state-dict keys), run
-without the module calls of their leaves; with the fast path on, the block's attention runs on
-strided window views (:mod:`hrformer.fast.windows`) and its FFN on the (B, H, W, C) tokens: 22 ops
-per block with the flash attention kernel, 26 with the explicit product."""
+without the module calls of their leaves; with the fast path on, the block runs on (B, H, W, C)
+tokens, its attention on strided window views (:mod:`hrformer.fast.windows`): 18 ops per block with
+the flash attention kernel, 23 with the explicit product."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,11 +14,10 @@ from torch import nn
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.ffn import ConvFFN
 from ..layers.hrformer_block import HRFormerBlock
-from ..layers.window import center_padding
-from . import kernels
+from . import attention, kernels
 from .attention import FusedWindowAttention
 from .modules import FusedConvNormAct, FusedLinear, conv_norm_act
-from .windows import crop_view, merge_windows, partition_windows, split_heads
+from .windows import WindowLayout, crop_view, merge_windows, partition_windows, split_heads, window_layout
 
 
 class FusedConvFFN(nn.Module):
@@ -44,20 +43,31 @@ class FusedConvFFN(nn.Module):
         on = kernels.active(x) if kernels_on is None else kernels_on
         return conv_norm_act(units["fc2"], conv_norm_act(units["dw"], conv_norm_act(units["fc1"], x, on), on), on)
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` on (B, H, W, C) tokens for a caller whose kernels are on, -> (B, H, W,
-        C_out): the 1x1 units as oneDNN matmuls on the tokens where that is faster, the depth-wise
-        one on their channels-last view; no layout change between the units."""
+    def forward_tokens(
+        self, x: torch.Tensor, as_matmul: Optional[Tuple[bool, ...]] = None
+    ) -> Tuple[torch.Tensor, Tuple[bool, ...]]:
+        """:meth:`forward` on (B, H, W, C) tokens for a caller whose kernels are on, no layout change
+        between the units: each 1x1 unit as a oneDNN matmul on the tokens where ``as_matmul`` (one
+        flag per unit, a caller's kept choice) says so, the others on their channels-last view.
+        Returns the (B, H, W, C_out) output and the flags, chosen here per unit
+        (:meth:`FusedConvNormAct.matmul_faster`) when ``as_matmul`` is None."""
         units = self._modules
-        return _tokens_unit(units["fc2"], _tokens_unit(units["dw"], _tokens_unit(units["fc1"], x)))
+        if as_matmul is not None:
+            return _tokens_unit(units["fc2"], _tokens_unit(units["dw"], _tokens_unit(
+                units["fc1"], x, as_matmul[0]), as_matmul[1]), as_matmul[2]), as_matmul
+        chosen = []
+        for unit in (units["fc1"], units["dw"], units["fc2"]):
+            chosen.append(type(unit) is FusedConvNormAct and unit.matmul_faster(x))
+            x = _tokens_unit(unit, x, chosen[-1])
+        return x, tuple(chosen)
 
 
-def _tokens_unit(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``unit`` on (B, H, W, C) tokens: a fused unit decides matmul or convolution itself (a
-    depth-wise one always convolves), any other module runs on the channels-last view."""
+def _tokens_unit(unit: nn.Module, x: torch.Tensor, as_matmul: bool) -> torch.Tensor:
+    """``unit`` on (B, H, W, C) tokens: a fused unit as a matmul (``as_matmul``) or its convolution,
+    any other module on the channels-last view."""
     kind = type(unit)
     if kind is FusedConvNormAct:
-        return unit.forward_tokens(x)
+        return unit.forward_tokens(x, as_matmul)
     if kind is nn.Identity:
         return x
     return unit(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -67,15 +77,58 @@ def _fused_unit(module: nn.Module) -> nn.Module:
     return FusedConvNormAct.from_reference(module) if type(module) is ConvNormAct else module
 
 
+class TokenPlan:
+    """What :meth:`FusedHRFormerBlock.forward_tokens` works out once per input shape, dtype and pinned
+    paths instead of on every call: the window layout (padding and the strided views' arguments), the
+    attention product and whether each projection and 1x1 FFN unit runs as oneDNN's matmul (timed on
+    the first call: None until then), and the attention mask with the bias table it was made from
+    (checked on every call: an edited or replaced table makes it again)."""
+
+    __slots__ = ("layout", "product", "qkv_onednn", "proj_onednn", "ffn_matmul", "mask", "mask_source")
+
+    def __init__(self, layout: WindowLayout) -> None:
+        self.layout = layout
+        self.product: Optional[Callable[..., torch.Tensor]] = None
+        self.qkv_onednn: Optional[bool] = None
+        self.proj_onednn: Optional[bool] = None
+        self.ffn_matmul: Optional[Tuple[bool, ...]] = None
+        self.mask: Optional[torch.Tensor] = None
+        # (bias table or None, its version, its data pointer) when ``mask`` was made; None: not kept
+        self.mask_source: Optional[Tuple[Optional[torch.Tensor], int, int]] = None
+
+    def attention_mask(self, attn: FusedWindowAttention, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """``attn``'s mask for windows of the (B, H, W, C) map ``x``, kept while its bias table is the
+        same tensor, unedited (a table made under ``torch.inference_mode`` has no version counter:
+        its mask is asked for on every call)."""
+        table = attn._table()
+        source = self.mask_source
+        if source is not None and source[0] is table and (
+                table is None or (source[1] == table._version and source[2] == table.data_ptr())):
+            return self.mask
+        b, h, w, _ = x.shape
+        mask = attn.kept_mask(b, h, w, self.layout.pads, x.dtype, x.device)
+        if table is None:
+            self.mask, self.mask_source = mask, (None, 0, 0)
+        elif not table.is_inference():
+            self.mask, self.mask_source = mask, (table, table._version, table.data_ptr())
+        return mask
+
+
+# Plans kept per block: a model that takes images of many sizes makes them again beyond this.
+MAX_PLANS = 16
+
+
 class FusedHRFormerBlock(nn.Module):
     """:class:`HRFormerBlock` for inference: the same submodules and state-dict keys, without the
     stochastic-depth identities and the module calls of its leaves.
 
     With the fast path on (:func:`hrformer.fast.kernels.active`) and a :class:`FusedWindowAttention`
-    without shifted windows, the attention runs inline on strided views: the padded map partitioned
-    into windows in one copy, the heads split and merged as views, the output projection
-    on the padded map before the crop (all per token, so the same arithmetic as the reference).
-    Otherwise its submodules run as in the reference block.
+    without shifted windows, the block runs on (B, H, W, C) tokens (:meth:`forward_tokens`): the
+    attention inline on strided views (the padded map partitioned into windows in one copy, the heads
+    split and merged as views, the output projection on the padded map before the crop: all per token,
+    so the same arithmetic as the reference), the FFN on the tokens, with what depends only on the
+    input's shape worked out once (:class:`TokenPlan`). Otherwise its submodules run as in the
+    reference block.
 
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
@@ -89,34 +142,63 @@ class FusedHRFormerBlock(nn.Module):
         # The attention and the FFN are replaced in turn by fuse_for_inference's walk.
         return cls(module.norm1, module.attn, module.norm2, module.ffn)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # The plans are caches of this process (timings, masks): not pickled or deep-copied.
+        state = self.__dict__.copy()
+        state.pop("_plans", None)
+        return state
+
+    def runs_on_tokens(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_tokens` may run for ``x`` (kernels on, unshifted fused attention)."""
+        attn = self._modules["attn"]
+        return type(attn) is FusedWindowAttention and not attn.shift_size and kernels.active(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Submodules read from the module dict: nn.Module's attribute fallback costs ~1 us per read.
+        if not self.runs_on_tokens(x):
+            return self.forward_modules(x)
+        return self.forward_tokens(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on (B, H, W, C) tokens -> (B, H, W, C), for a caller that checked
+        :meth:`runs_on_tokens` (a branch of blocks checks once and keeps this layout between them)."""
+        # Submodules read from the module dicts: nn.Module's attribute fallback costs ~1 us per read.
         modules = self._modules
         attn = modules["attn"]
-        if type(attn) is not FusedWindowAttention or attn.shift_size or not kernels.active(x):
-            return self.forward_modules(x)
-        b, c, h, w = x.shape
-        window = attn.window_size
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C) view
+        linears = attn._modules
+        plan = self._plan(x, attn)
+        layout = plan.layout
         t = _layer_norm(modules["norm1"], x)
-        pads = center_padding(h, w, window)
-        top, bottom, left, right = pads
-        if any(pads):
-            t = F.pad(t, (0, 0, left, right, top, bottom))
-        t = t.contiguous()  # a no-op for the ops above
-        rows, cols = t.shape[1] // window, t.shape[2] // window
-        attn_modules = attn._modules
-        # The kernels are on for this block (checked above): its linears and FFN do not check again.
-        q, key, v = split_heads(_linear(attn_modules["qkv"], partition_windows(t, window)), attn.num_heads)
-        mask = attn.kept_mask(b, h, w, pads, q.dtype, q.device)
-        out = attn.attend_fastest(q, key, v, mask)
-        out = _linear(attn_modules["proj"], merge_windows(out, b, rows, cols, window))
-        x = x + (crop_view(out, pads) if any(pads) else out)
+        if layout.pad is not None:
+            t = F.pad(t, layout.pad)
+        windows = partition_windows(t, layout)
+        if plan.qkv_onednn is None:
+            plan.qkv_onednn = _onednn_faster(linears["qkv"], windows)
+        q, key, v = split_heads(_linear(linears["qkv"], windows, plan.qkv_onednn), layout)
+        mask = plan.attention_mask(attn, x)
+        if plan.product is None:
+            plan.product = attention.ATTENTION_PRODUCTS[attention.attention_product(q, key, v, mask)]
+        merged = merge_windows(plan.product(q, key, v, mask), layout)
+        if plan.proj_onednn is None:
+            plan.proj_onednn = _onednn_faster(linears["proj"], merged)
+        x = x + crop_view(_linear(linears["proj"], merged, plan.proj_onednn), layout)
         y = _layer_norm(modules["norm2"], x)
         ffn = modules["ffn"]
         if type(ffn) is FusedConvFFN:
-            return (x + ffn.forward_tokens(y)).permute(0, 3, 1, 2)
-        return x.permute(0, 3, 1, 2) + ffn(y.permute(0, 3, 1, 2))
+            y, plan.ffn_matmul = ffn.forward_tokens(y, plan.ffn_matmul)
+            return x + y
+        return x + ffn(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def _plan(self, x: torch.Tensor, attn: FusedWindowAttention) -> TokenPlan:
+        plans = self.__dict__.get("_plans")
+        if plans is None:
+            plans = self.__dict__["_plans"] = {}
+        key = (x.shape, x.dtype, kernels.matmul_path, attention.attention_path)
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= MAX_PLANS:
+                plans.clear()
+            plan = plans[key] = TokenPlan(window_layout(x.shape, attn.window_size, attn.num_heads))
+        return plan
 
     def forward_modules(self, x: torch.Tensor) -> torch.Tensor:
         """The reference block's forward on the fused submodules."""
@@ -133,6 +215,11 @@ def _layer_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x)
 
 
-def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``lin(x)`` inside a fused block whose kernels are on."""
-    return kernels.linear(x, lin, True) if type(lin) is FusedLinear else lin(x)
+def _linear(lin: nn.Module, x: torch.Tensor, onednn: bool) -> torch.Tensor:
+    """``lin(x)`` inside a fused block whose kernels are on, contiguous (the strided views read it);
+    ``onednn``: its kept choice."""
+    return kernels.linear(x, lin, onednn) if type(lin) is FusedLinear else lin(x).contiguous()
+
+
+def _onednn_faster(lin: nn.Module, x: torch.Tensor) -> bool:
+    return type(lin) is FusedLinear and kernels.onednn_linear_faster(x, lin)

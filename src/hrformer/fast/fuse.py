@@ -18,11 +18,13 @@ from ..layers.conv_blocks import BasicBlock, Bottleneck
 from ..layers.conv_norm_act import ConvNormAct
 from ..layers.ffn import ConvFFN
 from ..layers.fusion import Fusion, UpsamplePath
+from ..layers.hr_module import HRModule
 from ..layers.hrformer_block import HRFormerBlock
 from . import cpu
 from .attention import FusedWindowAttention
 from .block import FusedConvFFN, FusedHRFormerBlock
 from .fusion import FusedFusion
+from .hr_module import FusedHRModule
 from .modules import FusedBasicBlock, FusedBottleneck, FusedConvNormAct, FusedUpsamplePath, folded_conv
 
 logger = logging.getLogger("hrformer")
@@ -41,6 +43,7 @@ FUSED_MODULES: Dict[type, Any] = {
     LocalWindowAttention: FusedWindowAttention,
     ConvFFN: FusedConvFFN,
     Fusion: FusedFusion,
+    HRModule: FusedHRModule,
 }
 
 

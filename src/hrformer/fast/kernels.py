@@ -402,12 +402,21 @@ def onednn_matmul_faster(
     return faster
 
 
-def linear(x: torch.Tensor, lin: nn.Linear, on: Optional[bool] = None) -> torch.Tensor:
-    """``lin(x)`` with oneDNN's matmul where it measured faster than ATen's linear
-    (:func:`onednn_matmul_faster`; up to 2x on the narrow token matrices of the window attention).
-    ``on``: :func:`active` for ``x`` where the caller has it, else it is checked here."""
+def onednn_linear_faster(x: torch.Tensor, lin: nn.Linear) -> bool:
+    """Whether ``lin`` on tokens like ``x`` runs faster as oneDNN's matmul than as ATen's linear
+    (:func:`onednn_matmul_faster`; up to 2x on the narrow token matrices of the window attention),
+    for a caller whose kernels are on."""
     weight, bias = weight_and_bias(lin)
-    if (active(x) if on is None else on) and onednn_matmul_faster(
-            x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear"):
+    return onednn_matmul_faster(x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear")
+
+
+def linear(x: torch.Tensor, lin: nn.Linear, onednn: Optional[bool] = None) -> torch.Tensor:
+    """``lin(x)``, as oneDNN's matmul if ``onednn`` (a caller's kept :func:`onednn_linear_faster`)
+    and the weight is in ``x``'s dtype, else as ATen's linear; ``onednn=None``: decided here (the
+    kernels on for ``x`` and oneDNN measured faster)."""
+    weight, bias = weight_and_bias(lin)
+    if onednn is None:
+        onednn = active(x) and onednn_linear_faster(x, lin)
+    if onednn and weight.dtype == x.dtype:
         return onednn_matmul(x, weight, bias)
     return F.linear(x, weight, bias)

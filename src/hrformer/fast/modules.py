@@ -86,16 +86,27 @@ class FusedConvNormAct(nn.Module):
                 kept = self.__dict__["_matrix"] = (weight, weight.detach().view(weight.shape[0], weight.shape[1]))
         return kept[1]
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` on (B, H, W, C) tokens (a channels-last map's permuted view), for a caller
-        whose kernels are on: a 1x1 unit as one oneDNN matmul where that is faster
-        (:func:`kernels.onednn_matmul_faster`), else as the convolution. Returns (B, H, W, C')."""
+    def matmul_faster(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward_tokens` on (B, H, W, C) tokens like ``x`` should run this unit as one
+        oneDNN matmul (a 1x1 unit whose matmul measured faster than its convolution,
+        :func:`kernels.onednn_matmul_faster`), for a caller whose kernels are on."""
         attr = self.plan()[0]
         matrix = None if attr is None else self.matrix()
-        if matrix is not None:
-            bias = self._modules["conv"]._parameters.get("bias")
-            if kernels.onednn_matmul_faster(x, matrix, bias, attr, lambda: self._forward_as_map(x), "conv"):
-                return kernels.onednn_matmul(x, matrix, bias, attr)
+        if matrix is None:
+            return False
+        bias = self._modules["conv"]._parameters.get("bias")
+        return kernels.onednn_matmul_faster(x, matrix, bias, attr, lambda: self._forward_as_map(x), "conv")
+
+    def forward_tokens(self, x: torch.Tensor, as_matmul: bool) -> torch.Tensor:
+        """:meth:`forward` on (B, H, W, C) tokens (a channels-last map's permuted view), for a caller
+        whose kernels are on: one oneDNN matmul if ``as_matmul`` (what :meth:`matmul_faster` said)
+        and the unit is still a matrix product in ``x``'s dtype, else the convolution. Returns
+        (B, H, W, C')."""
+        attr = self.plan()[0] if as_matmul else None
+        if attr is not None:
+            matrix = self.matrix()
+            if matrix is not None and matrix.dtype == x.dtype:
+                return kernels.onednn_matmul(x, matrix, self._modules["conv"]._parameters.get("bias"), attr)
         return self._forward_as_map(x)
 
     def _forward_as_map(self, x: torch.Tensor) -> torch.Tensor:
