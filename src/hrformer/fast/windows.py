@@ -55,11 +55,12 @@ def window_layout(shape: Size, window: int, heads: int) -> WindowLayout:
 
 def partition_windows(x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
     """The padded (B, Hp, Wp, C) map -> its windows as a contiguous (B, rows, cols, window, window,
-    C) copy, the windows in row-major order and the tokens row-major inside each window (the memory
-    of the reference's (B * nW, N, C) windows; a linear layer takes it as it is), in one op. (A linear
-    layer on the strided view itself, without the copy, ran 1.6-2.2x slower in ATen's matmul than
-    the copy and the linear together.)"""
-    return torch.as_strided_copy(x.contiguous(), *layout.windows)
+    C) tensor, the windows in row-major order and the tokens row-major inside each window (the
+    memory of the reference's (B * nW, N, C) windows; a linear layer takes it as it is), in one op: a
+    copy, or a view of a map one window wide. (A linear layer on a strided view, without the copy,
+    ran 1.6-2.2x slower in ATen's matmul than the copy and the linear together.)"""
+    x = x.contiguous()
+    return _contiguous_strided(x, *layout.windows, x.storage_offset())
 
 
 def split_heads(qkv: torch.Tensor, layout: WindowLayout) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,17 +72,28 @@ def split_heads(qkv: torch.Tensor, layout: WindowLayout) -> Tuple[torch.Tensor, 
 def merge_windows(out: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
     """(B * nW, heads, N, head_dim) attention outputs (any strides) -> the padded map with the heads
     concatenated per token, contiguous, as (B, rows, window, cols, window, C) (the memory of
-    (B, Hp, Wp, C)): one copy op where the heads of a token are already adjacent in memory (the
-    flash kernel's output), a copy and a view otherwise."""
+    (B, Hp, Wp, C)): one op where the heads of a token are already adjacent in memory (the flash
+    kernel's output; a copy, or a view for a map one window wide), two otherwise (a copy and a view)."""
     s_win, s_head, s_tok, s_dim = out.stride()
     heads, head_dim = out.shape[1], out.shape[3]
     batch, rows, cols, window = layout.batch, layout.rows, layout.cols, layout.window
     size = (batch, rows, window, cols, window)
     stride = (rows * cols * s_win, cols * s_win, window * s_tok, s_win, s_tok)
     if s_head == head_dim * s_dim:
-        return torch.as_strided_copy(out, (*size, heads * head_dim), (*stride, s_dim), out.storage_offset())
-    merged = torch.as_strided_copy(out, (*size, heads, head_dim), (*stride, s_head, s_dim), out.storage_offset())
+        return _contiguous_strided(out, (*size, heads * head_dim), (*stride, s_dim), out.storage_offset())
+    merged = _contiguous_strided(out, (*size, heads, head_dim), (*stride, s_head, s_dim), out.storage_offset())
     return merged.view(*size, heads * head_dim)
+
+
+def _contiguous_strided(x: torch.Tensor, size: Size, stride: Size, offset: int) -> torch.Tensor:
+    """``x.as_strided(size, stride, offset)`` as a contiguous tensor, in one op: the view itself
+    where it is contiguous, else its copy."""
+    expected = 1
+    for n, s in zip(reversed(size), reversed(stride)):
+        if n != 1 and s != expected:
+            return torch.as_strided_copy(x, size, stride, offset)
+        expected *= n
+    return x.as_strided(size, stride, offset)
 
 
 def crop_view(x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
