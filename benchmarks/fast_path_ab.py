@@ -6,9 +6,13 @@ the conversion bypassed), fused and unfused. Interleaved rounds (``benchmarks/ti
     git archive <commit> src/hrformer | tar -x -C /tmp/old && mv /tmp/old/src/hrformer /tmp/old/hrformer_old
     python -m benchmarks.fast_path_ab --old /tmp/old --models t s --batches 1 8 --out results/cpu_fast_path_ab.json
     python -m benchmarks.fast_path_ab --old /tmp/old --fused-only --dtype bf16 --heads none --models t s
+    python -m benchmarks.fast_path_ab --old /tmp/old --fused-only --heads none --models t --batches 1 --between-ops 12
 
 The old package must import as ``hrformer_old`` (the package uses relative imports only, so a renamed
-copy works). Models: the backbone with the official classification code's semantics
+copy works). ``--between-ops ROUNDS`` adds the time between the ops of each fused model
+(``benchmarks.profile_ops``' "Python between ops", unscaled: the profiler's timeline over 2 calls),
+the median of ROUNDS profiled rounds alternated between the models, and the ops per call. Models:
+the backbone with the official classification code's semantics
 (:func:`benchmarks.impls.ours`) and the pose model (heatmaps only), 256x192, fp32.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import statistics
 import sys
 from typing import Callable, Dict
 
@@ -89,6 +94,19 @@ def conversion_ms(name: str, head, batch: int, h: int, w: int, repeats: int = 20
             "output_mb": sum(o.numel() * o.element_size() for o in outs) / 2**20}
 
 
+def between_ops(runs: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, Dict[str, float]]:
+    """Per model: the median over ``rounds`` (alternated between the models) of the time between
+    ops per call on the profiler's timeline (ms), and the ops per call."""
+    from .profile_ops import profiled_classes
+
+    seen: Dict[str, list] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            seen[key].append(profiled_classes(run))
+    return {key: {"ms": statistics.median(c["python"] for c in classes), "ops": classes[0]["top_level_ops"]}
+            for key, classes in seen.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old", help="directory holding the package to compare against, as hrformer_old")
@@ -104,6 +122,8 @@ def main(argv=None) -> None:
     p.add_argument("--fused-only", action="store_true",
                    help="time the fused models only (this checkout's and --old's), not the eager ones")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="what the fused models are fused with")
+    p.add_argument("--between-ops", type=int, default=0, metavar="ROUNDS",
+                   help="also the time between ops per call (profiled, median of ROUNDS alternated rounds)")
     p.add_argument("--out")
     args = p.parse_args(argv)
     dtype = torch.bfloat16 if args.dtype == "bf16" else None
@@ -148,12 +168,14 @@ def main(argv=None) -> None:
                             model(x)
                     return run
 
-                samples = interleaved({k: call(m) for k, m in models.items()}, reps=args.repeats,
-                                      max_tries=args.max_tries)
+                runs = {k: call(m) for k, m in models.items()}
+                samples = interleaved(runs, reps=args.repeats, max_tries=args.max_tries)
                 row = {"model": name, "head": head_name, "batch": batch, "size": args.size, "dtype": args.dtype,
                        "ms": {k: s.median * 1e3 for k, s in samples.items()},
                        "ms_min": {k: s.min * 1e3 for k, s in samples.items()},
                        "discarded": {k: s.discarded for k, s in samples.items()}}
+                if args.between_ops:
+                    row["between_ops"] = between_ops(runs, args.between_ops)
                 records.append(row)
                 ms = row["ms"]
                 line = "  ".join(f"{k} {v:8.1f}" for k, v in ms.items())
@@ -162,6 +184,8 @@ def main(argv=None) -> None:
                 if "old_fused" in ms:
                     ratios += f"  new/old fused {ms['fused'] / ms['old_fused']:.3f}"
                 print(f"{name} {head_name:5s} b{batch}: {line} ms | {ratios}", flush=True)
+                for key, b in row.get("between_ops", {}).items():
+                    print(f"    {key}: {b['ms']:.2f} ms between {b['ops']:.0f} ops per call", flush=True)
     if args.out:
         write_json(args.out, {"threads": args.threads, "torch": torch.__version__, "dtype": args.dtype,
                               "records": records})

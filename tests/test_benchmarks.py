@@ -300,11 +300,14 @@ def test_fast_path_ab_times_the_fused_model_against_an_older_package(tmp_path, m
     out = tmp_path / "ab.json"
     try:
         fast_path_ab.main(["--old", str(tmp_path), "--fused-only", "--models", "t", "--batches", "1", "--heads",
-                           "none", "--size", "64x48", "--repeats", "1", "--max-tries", "1", "--out", str(out)])
+                           "none", "--size", "64x48", "--repeats", "1", "--max-tries", "1", "--between-ops", "1",
+                           "--out", str(out)])
     finally:
         for name in [m for m in sys.modules if m == "hrformer_old" or m.startswith("hrformer_old.")]:
             del sys.modules[name]
     data = json.loads(out.read_text())
     (row,) = data["records"]
     assert set(row["ms"]) == {"fused", "old_fused"} and all(v > 0 for v in row["ms"].values())
+    between = row["between_ops"]
+    assert set(between) == {"fused", "old_fused"} and all(b["ms"] > 0 and b["ops"] > 100 for b in between.values())
     assert data["dtype"] == row["dtype"] == "fp32" and data["allocator"] and data["cpu_model"]
