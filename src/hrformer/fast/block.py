@@ -124,11 +124,11 @@ class FusedHRFormerBlock(nn.Module):
 
     With the fast path on (:func:`hrformer.fast.kernels.active`) and a :class:`FusedWindowAttention`
     without shifted windows, the block runs on (B, H, W, C) tokens (:meth:`forward_tokens`): the
-    attention inline on strided views (the padded map partitioned into windows in one copy, the heads
-    split and merged as views, the output projection on the padded map before the crop: all per token,
-    so the same arithmetic as the reference), the FFN on the tokens, with what depends only on the
-    input's shape worked out once (:class:`TokenPlan`). Otherwise its submodules run as in the
-    reference block.
+    attention inline on strided views (the padded map partitioned into windows and the heads merged
+    back with one copy each, the heads split as views, the output projection on the padded map before
+    the crop: all per token, so the same arithmetic as the reference), the FFN on the tokens, with
+    what depends only on the input's shape worked out once (:class:`TokenPlan`). Otherwise its
+    submodules run as in the reference block.
 
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
