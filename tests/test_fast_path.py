@@ -259,12 +259,14 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
 
     monkeypatch.setattr(kernels, "_onednn_conv_act", broken)
     monkeypatch.setattr(kernels, "_verified", {})
+    monkeypatch.setattr(kernels, "_enabled", True)  # about the kernels, whatever HRFORMER_FAST_PATH says
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = outputs(fused, x)
         outputs(fused, x)
     messages = [str(w.message) for w in caught if "self-check" in str(w.message)]
-    assert len(messages) == 1 and "conv_act" in messages[0]
+    assert len(messages) == (1 if kernels.fast_path_enabled() else 0)  # 0: no oneDNN in this torch
+    assert all("conv_act" in m for m in messages)
     ref = outputs(model, x)
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
