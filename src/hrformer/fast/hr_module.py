@@ -20,6 +20,7 @@ _HOOK_DICTS = [getattr(_module, name, None) for name in (
 )]
 _GLOBAL_HOOKS = None if any(hooks is None for hooks in _HOOK_DICTS) else tuple(_HOOK_DICTS)
 
+
 class FusedHRModule(nn.Module):
     """:class:`HRModule` for inference: the same submodules and state-dict keys. A branch that is a
     sequence of :class:`FusedHRFormerBlock` s runs on the (B, H, W, C) view of its input, block after
