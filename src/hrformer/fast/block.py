@@ -81,10 +81,10 @@ class TokenPlan:
     """What :meth:`FusedHRFormerBlock.forward_tokens` works out once per input shape, dtype and pinned
     paths instead of on every call: the window layout (padding and the strided views' arguments), the
     attention product and whether each projection and 1x1 FFN unit runs as oneDNN's matmul (timed on
-    the first call: None until then), and the attention mask with the bias table it was made from
-    (checked on every call: an edited or replaced table makes it again)."""
+    the first call: None until then). It holds no tensor: the weights are read from the modules and
+    the mask from the attention's own cache (which follows its bias table) on every call."""
 
-    __slots__ = ("layout", "product", "qkv_onednn", "proj_onednn", "ffn_matmul", "mask", "mask_source")
+    __slots__ = ("layout", "product", "qkv_onednn", "proj_onednn", "ffn_matmul")
 
     def __init__(self, layout: WindowLayout) -> None:
         self.layout = layout
@@ -92,26 +92,6 @@ class TokenPlan:
         self.qkv_onednn: Optional[bool] = None
         self.proj_onednn: Optional[bool] = None
         self.ffn_matmul: Optional[Tuple[bool, ...]] = None
-        self.mask: Optional[torch.Tensor] = None
-        # (bias table or None, its version, its data pointer) when ``mask`` was made; None: not kept
-        self.mask_source: Optional[Tuple[Optional[torch.Tensor], int, int]] = None
-
-    def attention_mask(self, attn: FusedWindowAttention, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """``attn``'s mask for windows of the (B, H, W, C) map ``x``, kept while its bias table is the
-        same tensor, unedited (a table made under ``torch.inference_mode`` has no version counter:
-        its mask is asked for on every call)."""
-        table = attn._table()
-        source = self.mask_source
-        if source is not None and source[0] is table and (
-                table is None or (source[1] == table._version and source[2] == table.data_ptr())):
-            return self.mask
-        b, h, w, _ = x.shape
-        mask = attn.kept_mask(b, h, w, self.layout.pads, x.dtype, x.device)
-        if table is None:
-            self.mask, self.mask_source = mask, (None, 0, 0)
-        elif not table.is_inference():
-            self.mask, self.mask_source = mask, (table, table._version, table.data_ptr())
-        return mask
 
 
 # Plans kept per block: a model that takes images of many sizes makes them again beyond this.
@@ -143,7 +123,7 @@ class FusedHRFormerBlock(nn.Module):
         return cls(module.norm1, module.attn, module.norm2, module.ffn)
 
     def __getstate__(self) -> Dict[str, Any]:
-        # The plans are caches of this process (timings, masks): not pickled or deep-copied.
+        # The plans are caches of this process (timings): not pickled or deep-copied.
         state = self.__dict__.copy()
         state.pop("_plans", None)
         return state
@@ -174,7 +154,8 @@ class FusedHRFormerBlock(nn.Module):
         if plan.qkv_onednn is None:
             plan.qkv_onednn = _onednn_faster(linears["qkv"], windows)
         q, key, v = split_heads(_linear(linears["qkv"], windows, plan.qkv_onednn), layout)
-        mask = plan.attention_mask(attn, x)
+        b, h, w, _ = x.shape
+        mask = attn.kept_mask(b, h, w, layout.pads, x.dtype, x.device)
         if plan.product is None:
             plan.product = attention.ATTENTION_PRODUCTS[attention.attention_product(q, key, v, mask)]
         merged = merge_windows(plan.product(q, key, v, mask), layout)
