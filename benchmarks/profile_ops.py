@@ -14,7 +14,9 @@ of every op, summed per class:
 - glue: layout copies, padding, concatenation, element-wise adds/multiplies, the remaining small
   ops (allocation, views, dispatch) and ``python``: the time between the top-level ops on the
   profiler's timeline (Python, argument parsing, tensor wrapping and freeing), measured on the same
-  calls as the ops; all classes are scaled together to the unprofiled wall time.
+  calls as the ops; all classes are scaled together to the unprofiled wall time. ``python_min_ms`` /
+  ``python_max_ms``: the least and most of it in one of the ``--calls`` profiled calls, on the same
+  scale (on a shared host it is the figure that moves most with the neighbours' load).
 
 ``bound_vs_reference`` = reference wall time / our required time: the speed-up over the reference
 that an implementation would reach if all of its glue were free and its arithmetic ran at the speed
@@ -71,23 +73,29 @@ def op_class(name: str) -> str:
 def profiled_classes(fn: Callable[[], None], calls: int = 2) -> Dict[str, float]:
     """Self CPU milliseconds per call of ``fn``, per op class, over ``calls`` profiled calls, and
     ``python``: the time per call between the top-level ops on the profiler's timeline (Python,
-    argument parsing, tensor wrapping and freeing), measured on the same calls as the ops; and
-    ``top_level_ops``: the ops per call on that timeline (a count, not a time: each costs Python and
-    dispatch besides its kernel)."""
+    argument parsing, tensor wrapping and freeing), measured on the same calls as the ops, with
+    ``python_min`` / ``python_max``: the least and most of it in one call (each call is profiled on
+    its own: on a shared host the same forward's gaps vary by 2x within minutes, and the spread says
+    how far to trust the mean); and ``top_level_ops``: the ops per call on that timeline (a count,
+    not a time: each costs Python and dispatch besides its kernel)."""
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(calls):
-            fn()
     per_class: Dict[str, float] = defaultdict(float)
-    for event in prof.key_averages():
-        per_class[op_class(event.key)] += event.self_cpu_time_total / 1e3 / calls
+    gaps: List[float] = []
+    ops = 0
+    for _ in range(calls):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        for event in prof.key_averages():
+            per_class[op_class(event.key)] += event.self_cpu_time_total / 1e3 / calls
+        top = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.cpu_parent is None)
+        if top:
+            span = max(end for _, end in top) - top[0][0]
+            gaps.append(max(0.0, span - sum(end - start for start, end in top)) / 1e3)
+        ops += len(top)
     classes = {cls: per_class.get(cls, 0.0) for cls in CLASSES}
-    top = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.cpu_parent is None)
-    if top:
-        span = max(end for _, end in top) - top[0][0]
-        busy = sum(end - start for start, end in top)
-        classes["python"] = max(0.0, span - busy) / 1e3 / calls
-    classes["top_level_ops"] = len(top) / calls
+    if gaps:
+        classes.update(python=sum(gaps) / len(gaps), python_min=min(gaps), python_max=max(gaps))
+    classes["top_level_ops"] = ops / calls
     return classes
 
 
@@ -109,7 +117,8 @@ def breakdown(wall_ms: float, per_class: Dict[str, float], ref_ms: Optional[floa
     profiled = sum(per_class.get(c, 0.0) for c in CLASSES)
     if not sum(per_class.get(c, 0.0) for c in REQUIRED):
         row.update({f"{c}_ms": NO_VALUE for c in REQUIRED + GLUE})
-        row.update(required_ms=NO_VALUE, glue_share=NO_VALUE, bound_vs_reference=NO_VALUE)
+        row.update(required_ms=NO_VALUE, glue_share=NO_VALUE, bound_vs_reference=NO_VALUE,
+                   python_min_ms=NO_VALUE, python_max_ms=NO_VALUE)
         return row
     if "python" in per_class:
         # Ops and the gaps between them measured on the same profiled calls: all scaled to the
@@ -117,12 +126,16 @@ def breakdown(wall_ms: float, per_class: Dict[str, float], ref_ms: Optional[floa
         scale = wall_ms / (profiled + per_class["python"])
         ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
         ms["python"] = per_class["python"] * scale
+        spread = {f"python_{end}_ms": round(per_class[f"python_{end}"] * scale, 1)
+                  for end in ("min", "max") if f"python_{end}" in per_class}
     else:  # op times only: the rest of the wall time is the glue between ops
+        spread = {}
         scale = min(1.0, wall_ms / profiled)
         ms = {cls: per_class.get(cls, 0.0) * scale for cls in CLASSES}
         ms["python"] = max(0.0, wall_ms - sum(ms.values()))
     required = sum(ms[c] for c in REQUIRED)
     row.update({f"{c}_ms": round(ms[c], 1) for c in REQUIRED + GLUE})
+    row.update({f"python_{end}_ms": spread.get(f"python_{end}_ms", NO_VALUE) for end in ("min", "max")})
     row["required_ms"] = round(required, 1)
     row["glue_share"] = round(1 - required / wall_ms, 3) if wall_ms else NO_VALUE
     row["bound_vs_reference"] = ratio(ref_ms, required)
@@ -164,7 +177,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--size", default="256x192", choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=["eager", "fused"], choices=[m for m in MODES if "compiled" not in m])
     ap.add_argument("--train", action="store_true", help="profile a training step (forward + backward) instead")
-    ap.add_argument("--calls", type=int, default=2, help="profiled calls per implementation (forward passes; training steps with --train)")
+    ap.add_argument("--calls", type=int, default=5,
+                    help="profiled calls per implementation (forward passes; training steps with --train), each "
+                         "profiled on its own: python_min_ms / python_max_ms give the spread of the time between ops")
     add_timing_arguments(ap, block_s=1.0, warmup=False, verb="profiled")
     ap.add_argument("--json", default="benchmarks/out/profile_ops.json")
     args = ap.parse_args(argv)
@@ -172,7 +187,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     configure_process(args)
     reference = load_builder(args.reference, args.reference_path) if args.reference else None
     rows = breakdown_rows(args, reference, [f"hrformer_{m}" for m in args.models])
-    cols = ["model", "impl", "task", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "glue_share",
+    cols = ["model", "impl", "task", "batch", "wall_ms", *(f"{c}_ms" for c in REQUIRED + GLUE), "python_min_ms",
+            "python_max_ms", "glue_share",
             "ops_per_call", "speedup_vs_reference", "bound_vs_reference"]
     print(table(rows, cols))
     result = {"torch": torch.__version__, "threads": args.threads, "breakdown": rows}

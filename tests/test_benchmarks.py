@@ -116,6 +116,7 @@ def test_profile_ops_runtime_rows_report_wall_time_only():
             assert row["speedup_vs_reference"] == (4.0 if ref_ms else "-")
             assert all(row[f"{c}_ms"] == "-" for c in profile_ops.REQUIRED + profile_ops.GLUE)
             assert row["required_ms"] == row["glue_share"] == row["bound_vs_reference"] == "-"
+            assert row["python_min_ms"] == row["python_max_ms"] == "-"
     printed = run.table([{"impl": "ours openvino-bf16", **profile_ops.breakdown(50.0, conversions_only, 200.0)}],
                         ["impl", "wall_ms", "glue_share", "speedup_vs_reference", "bound_vs_reference"])
     assert printed.splitlines()[-1].split() == ["ours", "openvino-bf16", "50.0", "-", "4.0", "-"]
@@ -135,12 +136,15 @@ def test_profile_ops_ratios_without_a_reference_or_with_a_zero_denominator_are_d
 
 
 def test_profile_ops_python_time_is_the_gaps_between_ops_scaled_with_them():
-    per_class = {**dict.fromkeys(profile_ops.CLASSES, 0.0), "convolution": 30.0, "copies": 10.0, "python": 10.0}
+    per_class = {**dict.fromkeys(profile_ops.CLASSES, 0.0), "convolution": 30.0, "copies": 10.0, "python": 10.0,
+                 "python_min": 6.0, "python_max": 16.0}
     row = profile_ops.breakdown(25.0, per_class, 100.0)  # profiled 50 ms per call, 25 ms unprofiled
     assert (row["convolution_ms"], row["copies_ms"], row["python_ms"]) == (15.0, 5.0, 5.0)
+    assert (row["python_min_ms"], row["python_max_ms"]) == (3.0, 8.0)  # the per-call spread, on the same scale
     assert row["glue_share"] == 0.4 and row["bound_vs_reference"] == round(100.0 / 15.0, 2)
     measured = profile_ops.profiled_classes(lambda: [torch.ones(64).add(1) for _ in range(20)], calls=3)
     assert measured["python"] > 0 and measured["element-wise"] > 0
+    assert measured["python_min"] <= measured["python"] <= measured["python_max"]
     assert measured["top_level_ops"] == 40  # ones and add, 20 times per call
 
 
