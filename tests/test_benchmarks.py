@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import bf16_error, compile_dynamic, finetune, profile_ops, report, run
+from benchmarks import bf16_error, compile_dynamic, finetune, profile_ops, python_after_kernel, report, run
 from hrformer.fast.cpu import machine_info
 
 
@@ -315,3 +315,14 @@ def test_fast_path_ab_times_the_fused_model_against_an_older_package(tmp_path, m
     between = row["between_ops"]
     assert set(between) == {"fused", "old_fused"} and all(b["ms"] > 0 and b["ops"] > 100 for b in between.values())
     assert data["dtype"] == row["dtype"] == "fp32" and data["allocator"] and data["cpu_model"]
+
+
+def test_python_after_kernel_times_one_lookup_after_each_neighbour(tmp_path):
+    out = tmp_path / "after.json"
+    threads = torch.get_num_threads()
+    assert python_after_kernel.main(["--models", "t", "--threads", "1", "--rounds", "2", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "hrformer_t" and row["threads"] == 1 and len(row["tokens"]) == 4
+    assert all(row[f"{case}_us"] > 0 for case in python_after_kernel.CASES)
+    assert all(row[f"{case}_vs_warm"] > 0 for case in python_after_kernel.CASES[1:])
+    assert torch.get_num_threads() == threads  # the process is left as it was
