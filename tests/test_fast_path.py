@@ -271,7 +271,7 @@ def test_a_broken_private_kernel_disables_itself_with_one_warning(monkeypatch, r
     assert (out[0] - ref[0]).abs().max() <= 1e-5 * ref[0].abs().max()
 
 
-@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear"])
+@pytest.mark.parametrize("kind", ["conv_act", "conv_add_relu", "linear", "packed"])
 def test_every_kernel_passes_its_self_check_in_every_dtype_it_takes(kind, monkeypatch):
     """fp32 always; bf16 where oneDNN runs it (AVX-512 and newer). A failure would only warn and
     fall back at run time, so it is asserted here."""
@@ -433,3 +433,62 @@ def test_allocator_is_read_from_the_process_mappings(tmp_path):
     assert allocator(str(maps)) == "libc"
     assert allocator(str(tmp_path / "absent")) == "unknown"
     assert allocator() in ("libc", "unknown", *ALLOCATORS)  # this process
+
+
+def _packed_count(model):
+    return sum(len(m.__dict__.get("_packed", {})) for m in model.modules())
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.filterwarnings("ignore:hrformer. fuse_for_inference.dtype=torch.bfloat16:UserWarning")
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_fused_model_computes_with_its_current_weights_when_they_are_kept_reordered(dtype, monkeypatch, randomise_bn):
+    """The weights kept in oneDNN's layout are a cache: the fused model gives the outputs of its
+    plain weights (the same model with nothing kept) after in-place edits, load_state_dict (copied or
+    assigned), a ``.data`` swap and at another input size, and forgets them when pickled."""
+    if dtype is not None and dtype not in kernels.kernel_dtypes():
+        pytest.skip("oneDNN runs no bf16 on this CPU: bf16 models keep the reference path")
+    torch.manual_seed(0)
+    fused = copy.deepcopy(randomise_bn(hrformer.HRFormer(SMALL, head="pose").eval())).fuse_for_inference(dtype=dtype)
+    sizes = [X[:, :, :40, :36], X[:, :, :32, :32]]
+    tol = 2e-2 if dtype else 1e-6
+    monkeypatch.setattr(kernels, "pack_weights", True)
+    before = outputs(fused, sizes[0])[0]
+    assert _packed_count(fused) > 0 or not (kernels.fast_path_enabled() and kernels._REORDER_CONV is not None)
+
+    def check(what):
+        for x in sizes:
+            monkeypatch.setattr(kernels, "pack_weights", False)
+            expected = outputs(fused, x)[0]
+            monkeypatch.setattr(kernels, "pack_weights", True)
+            out = outputs(fused, x)[0]
+            assert (out - expected).abs().max() <= tol * expected.abs().max(), what
+        return out
+
+    weights = {k: v for k, v in fused.state_dict().items() if k.endswith("weight") and v.dim() in (2, 4)}
+    with torch.no_grad():
+        for w in weights.values():
+            w.mul_(1.25)
+    assert (check("in-place edit") - outputs(fused, sizes[1])[0]).abs().max() == 0  # packed twice, both kept
+    monkeypatch.setattr(kernels, "pack_weights", True)
+    assert (outputs(fused, sizes[0])[0] - before).abs().max() > 1e-2 * before.abs().max()  # the edit matters
+    fused.load_state_dict({k: v * 0.8 for k, v in weights.items()}, strict=False)
+    check("load_state_dict")
+    fused.load_state_dict({k: v * 0.9 for k, v in weights.items()}, strict=False, assign=True)
+    check("load_state_dict(assign=True)")
+    with torch.no_grad():
+        for m in fused.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.data = m.weight.data * 1.1  # new storage, no version bump
+    check(".data swap")
+    assert _packed_count(copy.deepcopy(fused)) == 0
+
+
+def test_self_checks_leave_the_global_random_state_alone(monkeypatch):
+    monkeypatch.setattr(kernels, "_verified", {})
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    for kind in ("conv_act", "conv_add_relu", "linear", "packed"):
+        kernels._self_check(kind)
+    assert torch.equal(torch.rand(3), expected)

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Callable, ContextManager, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,8 @@ MIN_POINTWISE_CONV_OUTPUT = 1 << 16
 MIN_MACS = 8_000_000
 
 _AVAILABLE = _CONV is not None and _LINEAR is not None and torch.backends.mkldnn.is_available()
+_REORDER_CONV = getattr(_MKLDNN, "_reorder_convolution_weight", None)
+_REORDER_LINEAR = getattr(_MKLDNN, "_reorder_linear_weight", None)
 # oneDNN runs bf16 where the CPU has AVX512-BF16 / AMX (natively) or AVX-512 BW/VL/DQ (emulated);
 # elsewhere (AVX2 only) the bf16 kernels raise, so bf16 models keep the public ops there.
 _is_bf16_supported = getattr(_MKLDNN, "_is_mkldnn_bf16_supported", None)
@@ -233,21 +235,34 @@ def _onednn_conv_act(
 def _onednn_conv_add_relu(
     x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], g: ConvGeometry
 ) -> torch.Tensor:
-    # bf16: the ReLU after the add is applied in place, because where oneDNN cannot fuse a shape
-    # torch falls back to its add_relu kernel, which has no bf16 (torch 2.13: grouped convolutions).
-    bf16 = x.dtype == torch.bfloat16
+    # torch fuses the add and the ReLU into oneDNN's convolution only for an ungrouped convolution
+    # of a channels-last input; elsewhere it falls back to its add_relu kernel, which has no bf16.
+    # So a bf16 convolution outside that case takes its ReLU in place afterwards (a second pass,
+    # 2.4x the time of the fused kernel for a batch-8 stage-1 unit on an AMX Xeon).
+    # (A reordered weight counts as channels-last there.)
+    fused_relu = g.groups == 1 and (weight.is_mkldnn or _strictly_channels_last(x))
+    separate_relu = x.dtype == torch.bfloat16 and not fused_relu
     out = _CONV.binary(
         x, other, weight, bias, g.padding, g.stride, g.dilation,
-        g.groups, "add", None, None if bf16 else "relu", [], None,
+        g.groups, "add", None, None if separate_relu else "relu", [], None,
     )
-    return out.relu_() if bf16 else out
+    return out.relu_() if separate_relu else out
 
 
-def onednn_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none") -> torch.Tensor:
+def _strictly_channels_last(x: torch.Tensor) -> bool:
+    """Channels-last strides that are not also contiguous ones (those torch takes as channels-last)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def onednn_matmul(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str = "none",
+    owner: Optional[nn.Module] = None,
+) -> torch.Tensor:
     """``act(x @ weight.T + bias)`` for (..., C) tokens as one oneDNN matmul with the activation
     (``attr``: "none", "relu", "gelu") as post-op; callers run it where
-    :func:`onednn_matmul_faster` said so."""
-    return _LINEAR(x, weight, bias, attr, [], "none" if attr == "gelu" else "")
+    :func:`onednn_matmul_faster` said so. ``owner``: the fused module that keeps ``weight``
+    reordered (:func:`packed_weight`)."""
+    return _LINEAR(x, _packed_matrix(owner, weight, x), bias, attr, [], "none" if attr == "gelu" else "")
 
 
 # Self-check tolerances per dtype: bf16 rounds every output to 8 bits of mantissa.
@@ -262,9 +277,11 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
         return verified
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 5, 5, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
-    conv = nn.Conv2d(4, 4, 3, padding=1, groups=2).to(dtype)
+    with torch.random.fork_rng(devices=[]):  # the layers' initialisation leaves the caller's random state alone
+        conv = nn.Conv2d(4, 4, 3, padding=1, groups=2).to(dtype)
+        dense_conv = nn.Conv2d(4, 4, 1).to(dtype)
+        lin = nn.Linear(4, 6).to(dtype)
     other = torch.randn(1, 4, 5, 5, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
-    lin = nn.Linear(4, 6).to(dtype)
     tokens = torch.randn(7, 4, generator=gen).to(dtype)
     rtol, atol = _CHECK_TOL[dtype]
     checks: Dict[str, Callable[[], List[torch.Tensor]]] = {
@@ -274,11 +291,19 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
                       reference_act(conv(x), attr))
         ],
         "conv_add_relu": lambda: [
-            _onednn_conv_add_relu(x, other, conv.weight, conv.bias, conv_geometry(conv)), F.relu(conv(x) + other)
+            t for c in (conv, dense_conv)
+            for t in (_onednn_conv_add_relu(x, other, c.weight, c.bias, conv_geometry(c)), F.relu(c(x) + other))
         ],
         "linear": lambda: [
             t for attr in ("none", "relu", "gelu")
             for t in (onednn_matmul(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
+        ],
+        "packed": lambda: [
+            _CONV(x, _REORDER_CONV(conv.weight, [1, 1], [1, 1], [1, 1], 2, list(x.shape)), conv.bias,
+                  [1, 1], [1, 1], [1, 1], 2, "relu", [], ""), F.relu(conv(x)),
+            _onednn_conv_add_relu(x, other, _REORDER_CONV(dense_conv.weight, [0, 0], [1, 1], [1, 1], 1, list(x.shape)),
+                                  dense_conv.bias, conv_geometry(dense_conv)), F.relu(dense_conv(x) + other),
+            _LINEAR(tokens, _REORDER_LINEAR(lin.weight, 7), lin.bias, "none", [], ""), lin(tokens),
         ],
     }
     try:
@@ -324,28 +349,88 @@ def _conv_pays(
             and _self_check(kind, x.dtype))
 
 
+# oneDNN computes with its weights in a blocked layout of its own (on AMX, bf16 pairs interleaved
+# for the tiles) and reorders a plain weight into it on every call. Fused modules therefore keep each
+# weight reordered once per kind of input (:func:`packed_weight`): on a 2-core AMX Xeon an
+# HRFormer-T forward took 0.94-0.95x the time (fp32 and bf16, batch 1 and 8), the same outputs.
+# HRFORMER_PACKED_WEIGHTS=0 turns it off (the plain weights then go to every call).
+PACK_ENV_VAR = "HRFORMER_PACKED_WEIGHTS"
+pack_weights = (os.environ.get(PACK_ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+                and _REORDER_CONV is not None and _REORDER_LINEAR is not None)
+
+# Reordered weights kept per owner module: a model taking inputs of many sizes reorders again beyond this.
+MAX_PACKED = 8
+
+
+def packed_weight(
+    owner: Optional[nn.Module], weight: torch.Tensor, key: Tuple, pack: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """``weight`` as ``pack()`` reorders it for oneDNN (inputs described by ``key``), kept in
+    ``owner`` (the fused module whose weight it is) while ``weight`` is the same tensor, unchanged:
+    a new tensor, an in-place change (its version counter) or new storage reorders it again;
+    ``weight`` itself where nothing may be kept (no owner, packing off or failing its self-check,
+    an inference tensor, which has no version counter). For a caller whose kernels are on."""
+    if owner is None or not pack_weights or weight.is_inference() or not _self_check("packed", weight.dtype):
+        return weight
+    kept_all = owner.__dict__.get("_packed")
+    if kept_all is None:
+        kept_all = owner.__dict__["_packed"] = {}
+    kept = kept_all.get(key)
+    if kept is not None and kept[0] is weight and kept[1] == weight._version and kept[2] == weight.data_ptr():
+        return kept[3]
+    if len(kept_all) >= MAX_PACKED:
+        kept_all.clear()
+    with torch.no_grad():
+        packed = pack()
+    kept_all[key] = (weight, weight._version, weight.data_ptr(), packed)
+    return packed
+
+
+def forget_packed_weights(state: Dict[str, Any]) -> Dict[str, Any]:
+    """An owner's ``__dict__`` for pickling and deep copies: without its reordered weights (oneDNN's
+    opaque tensors, which neither pickle nor copy, and caches of this process)."""
+    state = state.copy()
+    state.pop("_packed", None)
+    return state
+
+
+def _packed_conv_weight(
+    owner: Optional[nn.Module], weight: torch.Tensor, g: ConvGeometry, x: torch.Tensor
+) -> torch.Tensor:
+    return packed_weight(owner, weight, ("conv", x.shape), lambda: _REORDER_CONV(
+        weight, g.padding, g.stride, g.dilation, g.groups, list(x.shape)))
+
+
+def _packed_matrix(owner: Optional[nn.Module], weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    rows = x.numel() // x.shape[-1]
+    return packed_weight(owner, weight, ("matmul", rows), lambda: _REORDER_LINEAR(weight, rows))
+
+
 def conv_act(
-    x: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None, on: Optional[bool] = None
+    x: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None, on: Optional[bool] = None,
+    owner: Optional[nn.Module] = None,
 ) -> torch.Tensor:
     """``act(conv(x))`` (BatchNorm already folded into ``conv``), one oneDNN kernel where allowed;
     ``geometry``: ``conv_geometry(conv)``, kept by the caller; ``on``: :func:`active` for ``x``
-    where the caller has it (a chain of units checks once), else it is checked here."""
+    where the caller has it (a chain of units checks once), else it is checked here; ``owner``: the
+    fused module that keeps ``conv``'s reordered weight (:func:`packed_weight`)."""
     geometry = geometry or conv_geometry(conv)
     weight, bias = weight_and_bias(conv)
     if _conv_pays(x, weight, geometry, "conv_act", on):
-        return _onednn_conv_act(x, weight, bias, geometry, attr)
+        return _onednn_conv_act(x, _packed_conv_weight(owner, weight, geometry, x), bias, geometry, attr)
     return reference_act(conv._conv_forward(x, weight, bias), attr)
 
 
 def conv_add_act(
-    x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None
+    x: torch.Tensor, other: torch.Tensor, conv: nn.Conv2d, attr: str, geometry: Optional[ConvGeometry] = None,
+    owner: Optional[nn.Module] = None,
 ) -> torch.Tensor:
     """``act(conv(x) + other)`` (the residual add of HRNet blocks); oneDNN fuses ReLU after the add."""
     geometry = geometry or conv_geometry(conv)
     weight, bias = weight_and_bias(conv)
     if (attr == "relu" and other.is_contiguous(memory_format=torch.channels_last)
             and _conv_pays(x, weight, geometry, "conv_add_relu")):
-        return _onednn_conv_add_relu(x, other, weight, bias, geometry)
+        return _onednn_conv_add_relu(x, other, _packed_conv_weight(owner, weight, geometry, x), bias, geometry)
     return reference_act(conv._conv_forward(x, weight, bias) + other, attr)
 
 
@@ -382,13 +467,13 @@ _onednn_faster: Dict[Tuple, bool] = {}
 
 def onednn_matmul_faster(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], attr: str, other: Callable[[], object],
-    other_kind: str,
+    other_kind: str, owner: Optional[nn.Module] = None,
 ) -> bool:
     """Whether ``act(x @ weight.T + bias)`` on (..., C) tokens ``x`` should run as oneDNN's matmul
     (:func:`onednn_matmul`) rather than ``other`` (a computation with the same result, named by
     ``other_kind``): the pinned :data:`matmul_path`, else whichever measured faster for tokens like
     these (same alternative, channels, dtype and post-op, token count within a factor of 2), timed
-    once. For a caller whose kernels are on."""
+    once. For a caller whose kernels are on; ``owner``: see :func:`onednn_matmul`."""
     if weight.dtype != x.dtype or not _self_check("linear", x.dtype):
         return False
     if matmul_path != "auto":
@@ -397,7 +482,7 @@ def onednn_matmul_faster(
     faster = _onednn_faster.get(key)
     if faster is None:
         faster = _onednn_faster[key] = fastest_of(
-            {"onednn": lambda: onednn_matmul(x, weight, bias, attr), other_kind: other}
+            {"onednn": lambda: onednn_matmul(x, weight, bias, attr, owner), other_kind: other}
         ) == "onednn"
     return faster
 
@@ -407,7 +492,7 @@ def onednn_linear_faster(x: torch.Tensor, lin: nn.Linear) -> bool:
     (:func:`onednn_matmul_faster`; up to 2x on the narrow token matrices of the window attention),
     for a caller whose kernels are on."""
     weight, bias = weight_and_bias(lin)
-    return onednn_matmul_faster(x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear")
+    return onednn_matmul_faster(x, weight, bias, "none", lambda: F.linear(x, weight, bias), "linear", lin)
 
 
 def linear(x: torch.Tensor, lin: nn.Linear, onednn: Optional[bool] = None) -> torch.Tensor:
@@ -418,5 +503,5 @@ def linear(x: torch.Tensor, lin: nn.Linear, onednn: Optional[bool] = None) -> to
     if onednn is None:
         onednn = active(x) and onednn_linear_faster(x, lin)
     if onednn and weight.dtype == x.dtype:
-        return onednn_matmul(x, weight, bias)
+        return onednn_matmul(x, weight, bias, "none", lin)
     return F.linear(x, weight, bias)

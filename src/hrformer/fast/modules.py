@@ -10,7 +10,7 @@ State-dict keys are the reference's, less the folded BatchNorms.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -61,6 +61,10 @@ class FusedConvNormAct(nn.Module):
         if name in ("conv", "act"):
             self.__dict__.pop("_plan", None)
             self.__dict__.pop("_matrix", None)
+            self.__dict__.pop("_packed", None)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return kernels.forget_packed_weights(self.__dict__)
 
     def plan(self) -> Tuple[Optional[str], kernels.ConvGeometry]:
         """(oneDNN post-op of ``act`` or None, ``conv``'s geometry), kept until ``conv`` or ``act``
@@ -95,7 +99,7 @@ class FusedConvNormAct(nn.Module):
         if matrix is None:
             return False
         bias = self._modules["conv"]._parameters.get("bias")
-        return kernels.onednn_matmul_faster(x, matrix, bias, attr, lambda: self._forward_as_map(x), "conv")
+        return kernels.onednn_matmul_faster(x, matrix, bias, attr, lambda: self._forward_as_map(x), "conv", self)
 
     def forward_tokens(self, x: torch.Tensor, as_matmul: bool) -> torch.Tensor:
         """:meth:`forward` on (B, H, W, C) tokens (a channels-last map's permuted view), for a caller
@@ -106,7 +110,7 @@ class FusedConvNormAct(nn.Module):
         if attr is not None:
             matrix = self.matrix()
             if matrix is not None and matrix.dtype == x.dtype:
-                return kernels.onednn_matmul(x, matrix, self._modules["conv"]._parameters.get("bias"), attr)
+                return kernels.onednn_matmul(x, matrix, self._modules["conv"]._parameters.get("bias"), attr, self)
         return self._forward_as_map(x)
 
     def _forward_as_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +123,7 @@ class FusedConvNormAct(nn.Module):
         conv = self._modules["conv"]  # not self.conv: nn.Module's attribute fallback costs ~1 us
         if attr is None:
             return self.act(conv(x))
-        return kernels.conv_act(x, conv, attr, geometry, kernels_on)
+        return kernels.conv_act(x, conv, attr, geometry, kernels_on, self)
 
 
 def conv_norm_act(unit: nn.Module, x: torch.Tensor, kernels_on: Optional[bool] = None) -> torch.Tensor:
@@ -172,7 +176,9 @@ class FusedBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv3 = self.conv3
-        return kernels.conv_add_act(self.conv2(self.conv1(x)), self.downsample(x), conv3.conv, "relu", conv3.plan()[1])
+        return kernels.conv_add_act(
+            self.conv2(self.conv1(x)), self.downsample(x), conv3.conv, "relu", conv3.plan()[1], conv3
+        )
 
 
 class FusedBasicBlock(nn.Module):
@@ -191,7 +197,7 @@ class FusedBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv2 = self.conv2
-        return kernels.conv_add_act(self.conv1(x), x, conv2.conv, "relu", conv2.plan()[1])
+        return kernels.conv_add_act(self.conv1(x), x, conv2.conv, "relu", conv2.plan()[1], conv2)
 
 
 class FusedLinear(nn.Linear):
@@ -202,6 +208,9 @@ class FusedLinear(nn.Linear):
         fused = cls(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
         fused.weight, fused.bias = module.weight, module.bias  # shared, not copied
         return fused
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return kernels.forget_packed_weights(self.__dict__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return kernels.linear(x, self)
