@@ -108,8 +108,8 @@ class FusedWindowAttention(LocalWindowAttention):
     and compiled graphs gather from the table, as the reference layer.
     """
 
-    # (table, its version counter, its data pointer) when the cached bias was gathered.
-    _bias_key: Optional[Tuple[torch.Tensor, int, int]] = None
+    # kernels.tensor_state of the table when the cached bias was gathered.
+    _bias_key: Optional[kernels.TensorState] = None
     _bias: Optional[torch.Tensor] = None
 
     @classmethod
@@ -159,12 +159,11 @@ class FusedWindowAttention(LocalWindowAttention):
         into the cache (what the cache holds stays keyed to the tensor it came from)."""
         if table.is_inference():
             return None
-        key = self._bias_key
-        if key is None or key[0] is not table or key[1] != table._version or key[2] != table.data_ptr():
+        if not kernels.unchanged(self._bias_key, table):
             # Gathered without autograd and outside inference mode, so the cache serves any later call.
             with torch.inference_mode(False), torch.no_grad():
                 self._bias = super().relative_position_bias().contiguous()
-            self._bias_key = (table, table._version, table.data_ptr())
+            self._bias_key = kernels.tensor_state(table)
             self.__dict__["_masks"] = {}
         return self._bias
 

@@ -298,12 +298,14 @@ def _self_check(kind: str, dtype: torch.dtype = torch.float32) -> bool:
             t for attr in ("none", "relu", "gelu")
             for t in (onednn_matmul(tokens, lin.weight, lin.bias, attr), reference_act(lin(tokens), attr))
         ],
+        # the kernels called directly, not through _onednn_conv_act: a broken conv_act kernel
+        # disables conv_act alone
         "packed": lambda: [
-            _CONV(x, _REORDER_CONV(conv.weight, [1, 1], [1, 1], [1, 1], 2, list(x.shape)), conv.bias,
-                  [1, 1], [1, 1], [1, 1], 2, "relu", [], ""), F.relu(conv(x)),
-            _onednn_conv_add_relu(x, other, _REORDER_CONV(dense_conv.weight, [0, 0], [1, 1], [1, 1], 1, list(x.shape)),
-                                  dense_conv.bias, conv_geometry(dense_conv)), F.relu(dense_conv(x) + other),
-            _LINEAR(tokens, _REORDER_LINEAR(lin.weight, 7), lin.bias, "none", [], ""), lin(tokens),
+            _CONV(x, _reordered_conv(conv, x), conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+                  "relu", [], ""), F.relu(conv(x)),
+            _onednn_conv_add_relu(x, other, _reordered_conv(dense_conv, x), dense_conv.bias, conv_geometry(dense_conv)),
+            F.relu(dense_conv(x) + other),
+            _LINEAR(tokens, _REORDER_LINEAR(lin.weight, len(tokens)), lin.bias, "none", [], ""), lin(tokens),
         ],
     }
     try:
@@ -363,6 +365,21 @@ pack_weights = (os.environ.get(PACK_ENV_VAR, "1").strip().lower() not in ("0", "
 MAX_PACKED = 8
 
 
+TensorState = Tuple[torch.Tensor, int, int]
+
+
+def tensor_state(t: torch.Tensor) -> TensorState:
+    """(``t``, its version counter, its data pointer): what a cache made from ``t`` is checked
+    against (:func:`unchanged`). Not for inference tensors, which have no version counter."""
+    return t, t._version, t.data_ptr()
+
+
+def unchanged(state: Optional[TensorState], t: torch.Tensor) -> bool:
+    """Whether ``t`` is the tensor of ``state``, neither changed in place (an in-place op, an
+    optimizer step, ``load_state_dict``: all bump the version counter) nor given new storage since."""
+    return state is not None and state[0] is t and state[1] == t._version and state[2] == t.data_ptr()
+
+
 def packed_weight(
     owner: Optional[nn.Module], weight: torch.Tensor, key: Tuple, pack: Callable[[], torch.Tensor]
 ) -> torch.Tensor:
@@ -377,13 +394,13 @@ def packed_weight(
     if kept_all is None:
         kept_all = owner.__dict__["_packed"] = {}
     kept = kept_all.get(key)
-    if kept is not None and kept[0] is weight and kept[1] == weight._version and kept[2] == weight.data_ptr():
-        return kept[3]
+    if kept is not None and unchanged(kept[0], weight):
+        return kept[1]
     if len(kept_all) >= MAX_PACKED:
         kept_all.clear()
     with torch.no_grad():
         packed = pack()
-    kept_all[key] = (weight, weight._version, weight.data_ptr(), packed)
+    kept_all[key] = (tensor_state(weight), packed)
     return packed
 
 
@@ -398,8 +415,15 @@ def forget_packed_weights(state: Dict[str, Any]) -> Dict[str, Any]:
 def _packed_conv_weight(
     owner: Optional[nn.Module], weight: torch.Tensor, g: ConvGeometry, x: torch.Tensor
 ) -> torch.Tensor:
-    return packed_weight(owner, weight, ("conv", x.shape), lambda: _REORDER_CONV(
-        weight, g.padding, g.stride, g.dilation, g.groups, list(x.shape)))
+    return packed_weight(owner, weight, ("conv", x.shape), lambda: _reorder_conv_weight(weight, g, x))
+
+
+def _reorder_conv_weight(weight: torch.Tensor, g: ConvGeometry, x: torch.Tensor) -> torch.Tensor:
+    return _REORDER_CONV(weight, g.padding, g.stride, g.dilation, g.groups, list(x.shape))
+
+
+def _reordered_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return _reorder_conv_weight(conv.weight, conv_geometry(conv), x)
 
 
 def _packed_matrix(owner: Optional[nn.Module], weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
