@@ -15,6 +15,9 @@ from .features import FeatureInfo, feature_take_indices
 from .heads import Head, resolve_head
 from .layers import BasicBlock, Bottleneck, HRFormerBlock, HRModule, Stage, Stem, checkpointed
 
+# The submodules that _forward_backbone runs.
+BACKBONE_MODULES = ("stem", "stage1", "stage2", "stage3", "stage4")
+
 
 class HRFormer(nn.Module):
     """High-Resolution Transformer.
@@ -134,7 +137,7 @@ class HRFormer(nn.Module):
         multiscale_output), contiguous in ``x``'s memory format."""
         self._check_input(x)
         with self._fast_path(x):
-            feats = self._forward_backbone(self._to_compute_dtype(x))
+            feats = self._run_backbone(self._to_compute_dtype(x))
         return self._like_input(feats, x)
 
     def forward_head(self, feats: List[torch.Tensor], pre_logits: bool = False, **head_kwargs: Any) -> Any:
@@ -155,7 +158,7 @@ class HRFormer(nn.Module):
             raise InputTypeError(f"a model without a head takes no head arguments, got {sorted(head_kwargs)}")
         self._check_input(x)
         with self._fast_path(x):
-            feats = self._forward_backbone(self._to_compute_dtype(x))
+            feats = self._run_backbone(self._to_compute_dtype(x))
             if self.head is None:
                 out: Any = [feats[i] for i in self.out_indices]
             else:
@@ -165,6 +168,13 @@ class HRFormer(nn.Module):
         return self._like_input(out, x)
 
     # Fusing changes the modules (hrformer.fast) and ``self.fused``, which only these helpers read.
+    def _run_backbone(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """:meth:`_forward_backbone`; a fused model replays its ops (:mod:`hrformer.fast.replay`)."""
+        if self.fused is None:
+            return self._forward_backbone(x)
+        roots = [(self, name, self._modules[name]) for name in BACKBONE_MODULES]
+        return self.fused.run_backbone(self._forward_backbone, x, roots)
+
     def _fast_path(self, x: torch.Tensor) -> ContextManager[None]:
         """A fused model runs its oneDNN kernels for a finite input ``x`` (NaN and Inf take the public
         ops, which propagate them); the reference model runs as written."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, TypeVar, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from torch import nn
@@ -20,7 +20,8 @@ from ..layers.ffn import ConvFFN
 from ..layers.fusion import Fusion, UpsamplePath
 from ..layers.hr_module import HRModule
 from ..layers.hrformer_block import HRFormerBlock
-from . import cpu
+from . import attention, cpu, kernels
+from .replay import OpReplays
 from .attention import FusedWindowAttention
 from .block import FusedConvFFN, FusedHRFormerBlock
 from .fusion import FusedFusion
@@ -58,6 +59,20 @@ class FusedState:
     """
 
     casts_inputs: bool = False
+    # The ops of the backbone's forward, replayed per kind of input (hrformer.fast.replay): a cache,
+    # neither compared, pickled nor copied.
+    replays: OpReplays = field(default_factory=OpReplays, compare=False, repr=False)
+
+    def run_backbone(
+        self, forward: Callable[[torch.Tensor], List[torch.Tensor]], x: torch.Tensor,
+        roots: Sequence[Tuple[nn.Module, str, nn.Module]],
+    ) -> List[torch.Tensor]:
+        """``forward(x)`` (the backbone's, on the module trees ``roots``), replayed where its kernels run
+        (:class:`~hrformer.fast.replay.OpReplays`), else as written."""
+        if not kernels.running():
+            return forward(x)
+        return self.replays.run(
+            forward, x, roots, (kernels.matmul_path, attention.attention_path, kernels.pack_weights))
 
 
 def fold_batch_norm(module: ConvNormAct) -> None:

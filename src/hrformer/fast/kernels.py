@@ -154,6 +154,11 @@ def tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+def running() -> bool:
+    """Whether the kernels may run now (inside :func:`kernels_for` a finite plain input)."""
+    return _state.active
+
+
 def active(x: torch.Tensor) -> bool:
     """Whether a kernel may replace the public ops for ``x`` now: inside :func:`kernels_for` a finite
     plain input, still without gradients or autocast (a hook may enter them), and ``x`` in a dtype
