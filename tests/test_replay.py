@@ -242,13 +242,13 @@ def test_a_forward_that_reads_values_is_never_replayed():
     assert not [e for e in replays._entries.values() if type(e) is replay._Program]
 
 
-def test_a_program_frees_each_intermediate_after_its_last_use():
+def test_a_program_frees_each_intermediate_after_its_last_use_and_skips_no_op_calls():
     toy = _Toy()
     replays = OpReplays()
 
     def forward(x):
         a = toy.lin(x)
-        b = a.relu()
+        b = a.relu().contiguous()  # already contiguous: the same tensor, nothing to replay
         c = toy.lin(b)
         return [c + x, a]
 
@@ -263,3 +263,4 @@ def test_a_program_frees_each_intermediate_after_its_last_use():
     relu, first_linear = next(s for s, f in calls.items() if f is torch.Tensor.relu), next(iter(calls))
     deleted = {name.strip() for line in lines if line.startswith("del ") for name in line[4:].split(",")}
     assert relu in deleted and first_linear not in deleted  # b is freed; a, an output, is not
+    assert len(calls) == 4  # linear, relu, linear, add

@@ -50,6 +50,10 @@ GEOMETRY_QUERIES = frozenset({
     "data_ptr", "_version", "__len__",
 })
 
+# Calls without side effects that return their input itself where nothing needs doing (a replay
+# with the same geometry gets it back too): not written into the program.
+RETURNS_SELF_UNCHANGED = frozenset({"contiguous", "to"})
+
 # Programs kept per model: a model taking inputs of many shapes records again beyond this.
 MAX_PROGRAMS = 8
 # Recordings tried per kind of input before it runs as written for good.
@@ -140,6 +144,8 @@ class _Recorder(TorchFunctionMode):
         return out
 
     def _record(self, func: Callable, args: Tuple, kwargs: Dict[str, Any], out: Any) -> None:
+        if args and out is args[0] and _call_name(func) in RETURNS_SELF_UNCHANGED and self._slot(out) is not None:
+            return  # e.g. contiguous() of a contiguous tensor: the replay reads the same slot
         reads: List[int] = []
         call = self._constant(func) + "(" + ", ".join(
             [self.source(a, reads) for a in args] + [f"{k}={self.source(v, reads)}" for k, v in kwargs.items()]
@@ -201,7 +207,9 @@ class ModuleGuard:
 
     def __init__(self, roots: Sequence[Tuple[nn.Module, str, nn.Module]]) -> None:
         modules = [m for _, _, root in roots for m in root.modules()]
-        self.modules = modules
+        # the modules' attribute dicts: "training" read there, not through nn.Module's attribute
+        # lookup (half the time on objects the forward evicted from the caches)
+        self.attributes = [m.__dict__ for m in modules]
         # (dict, name) -> the value it held: the roots under their parents, every submodule,
         # parameter and buffer
         entries = [(parent._modules, name, module) for parent, name, module in roots] + [
@@ -226,7 +234,7 @@ class ModuleGuard:
     def holds(self) -> bool:
         return (
             not any(self.hooks) and not any(_GLOBAL_HOOK_DICTS)
-            and not any(map(_TRAINING, self.modules))
+            and not any(map(_TRAINING, self.attributes))
             and list(map(len, self.store_set)) == self.sizes  # nothing added (a name removed: get -> None)
             and all(map(operator.is_, map(dict.get, self.stores, self.names), self.values))
             and list(map(_VERSION, self.tensors)) == self.versions
@@ -235,7 +243,7 @@ class ModuleGuard:
 
 
 _VERSION = operator.attrgetter("_version")
-_TRAINING = operator.attrgetter("training")
+_TRAINING = operator.itemgetter("training")
 
 
 class _Program:
