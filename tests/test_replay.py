@@ -264,3 +264,19 @@ def test_a_program_frees_each_intermediate_after_its_last_use_and_skips_no_op_ca
     deleted = {name.strip() for line in lines if line.startswith("del ") for name in line[4:].split(",")}
     assert relu in deleted and first_linear not in deleted  # b is freed; a, an output, is not
     assert len(calls) == 4  # linear, relu, linear, add
+
+
+def test_a_weight_returned_unchanged_stays_the_models_tensor():
+    toy = _Toy()
+    replays = OpReplays()
+
+    def forward(x):  # contiguous() of a contiguous parameter returns the parameter itself
+        return torch.nn.functional.linear(x, toy.lin.weight.contiguous(), toy.lin.bias)
+
+    x = torch.randn(3, 4)
+    for _ in range(3):
+        _toy_run(replays, toy, forward, x)
+    assert [e for e in replays._entries.values() if type(e) is replay._Program]
+    with torch.no_grad():
+        toy.lin.weight.mul_(2)  # read by the replay as it is now
+    assert torch.equal(_toy_run(replays, toy, forward, x), forward(x))

@@ -43,6 +43,11 @@ class FusedConvFFN(nn.Module):
         on = kernels.active(x) if kernels_on is None else kernels_on
         return conv_norm_act(units["fc2"], conv_norm_act(units["dw"], conv_norm_act(units["fc1"], x, on), on), on)
 
+    def makes_new_output(self) -> bool:
+        """Whether every output is a new tensor that nothing else holds (its last unit a fused one),
+        which the block may add its residual into."""
+        return type(self._modules["fc2"]) is FusedConvNormAct
+
     def forward_tokens(
         self, x: torch.Tensor, as_matmul: Optional[Tuple[bool, ...]] = None
     ) -> Tuple[torch.Tensor, Tuple[bool, ...]]:
@@ -166,7 +171,8 @@ class FusedHRFormerBlock(nn.Module):
         ffn = modules["ffn"]
         if type(ffn) is FusedConvFFN:
             y, plan.ffn_matmul = ffn.forward_tokens(y, plan.ffn_matmul)
-            return x + y
+            # The residual added into the FFN's fresh output: no new buffer (x + y == y + x exactly).
+            return y.add_(x) if ffn.makes_new_output() else x + y
         return x + ffn(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def _plan(self, x: torch.Tensor, attn: FusedWindowAttention) -> TokenPlan:

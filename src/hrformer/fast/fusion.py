@@ -40,9 +40,13 @@ class FusedFusion(nn.Module):
             size = (xs[i].shape[-2], xs[i].shape[-1])
             paths = list(paths._modules.values())
             y = _run_path(paths[0], xs[0], size, on)
-            for path, x in zip(paths[1:], xs[1:]):
-                y = y + _run_path(path, x, size, on)
-            outs.append(F.relu(y) if relu else modules["act"](y))
+            for k, (path, x) in enumerate(zip(paths[1:], xs[1:])):
+                term = _run_path(path, x, size, on)
+                # After the first sum y is a new tensor of this loop: with the kernels on (no
+                # autograd) the next terms and the ReLU go into it, no new buffers, same values.
+                y = y.add_(term) if on and k else y + term
+            fresh = on and len(paths) > 1
+            outs.append((y.relu_() if fresh else F.relu(y)) if relu else modules["act"](y))
         return outs
 
 

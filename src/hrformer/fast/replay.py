@@ -43,6 +43,7 @@ enabled = enabled_from_environment()
 
 # Calls that read a tensor's geometry, never its values: the recorded Python turned their results
 # into the literals of later calls, which hold for every input of the same shape, dtype and strides.
+# (data_ptr and _version: the caches' checks of their weights, which the guard repeats.)
 GEOMETRY_QUERIES = frozenset({
     "shape", "dtype", "device", "layout", "ndim", "stride", "size", "dim", "numel", "storage_offset",
     "is_contiguous", "is_floating_point", "is_complex", "element_size", "requires_grad", "is_leaf", "grad_fn",
@@ -60,7 +61,8 @@ MAX_PROGRAMS = 8
 MAX_RECORDINGS = 4
 
 # nn.Module's global forward hooks, read by name: where one is absent (another torch) nothing is replayed.
-_GLOBAL_HOOK_DICTS = tuple(getattr(_module, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks"))
+_GLOBAL_HOOK_DICTS = tuple(
+    getattr(_module, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks"))
 
 
 class Unreplayable(Exception):
@@ -135,7 +137,7 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.problem is not None or _call_name(func) in GEOMETRY_QUERIES:
+        if self.problem is not None or (_call_name(func) in GEOMETRY_QUERIES and not isinstance(out, torch.Tensor)):
             return out
         try:
             self._record(func, args, kwargs, out)
@@ -144,8 +146,8 @@ class _Recorder(TorchFunctionMode):
         return out
 
     def _record(self, func: Callable, args: Tuple, kwargs: Dict[str, Any], out: Any) -> None:
-        if args and out is args[0] and _call_name(func) in RETURNS_SELF_UNCHANGED and self._slot(out) is not None:
-            return  # e.g. contiguous() of a contiguous tensor: the replay reads the same slot
+        if args and out is args[0] and _call_name(func) in RETURNS_SELF_UNCHANGED:
+            return  # e.g. contiguous() of a contiguous tensor: the replay reads the same slot or constant
         reads: List[int] = []
         call = self._constant(func) + "(" + ", ".join(
             [self.source(a, reads) for a in args] + [f"{k}={self.source(v, reads)}" for k, v in kwargs.items()]
@@ -172,12 +174,15 @@ class _Recorder(TorchFunctionMode):
             for slot in (*used, *written):
                 last_use[slot] = i
         kept = set(reads)
+        freed_after: Dict[int, List[int]] = {}
+        for slot, last in sorted(last_use.items()):
+            if slot not in kept:
+                freed_after.setdefault(last, []).append(slot)
         body = []
         for i, (line, _, _) in enumerate(self.lines):
             body.append(f"    {line}")
-            done = sorted(s for s, last in last_use.items() if last == i and s not in kept)
-            if done:
-                body.append("    del " + ", ".join(f"s{s}" for s in done))
+            if i in freed_after:
+                body.append("    del " + ", ".join(f"s{s}" for s in freed_after[i]))
         args = ", ".join(f"s{s}" for s in self.inputs)
         return "\n".join([f"def replay({args}):", *body, f"    return {result}"]) + "\n", self.constants
 
@@ -229,7 +234,8 @@ class ModuleGuard:
     def possible(roots: Sequence[Tuple[nn.Module, str, nn.Module]]) -> bool:
         """False where a tensor has no version counter to check (an inference tensor), or where this
         torch keeps its global hooks elsewhere."""
-        return all(d is not None for d in _GLOBAL_HOOK_DICTS) and not any(t.is_inference() for _, _, root in roots for t in (*root.parameters(), *root.buffers()))
+        tensors = (t for _, _, root in roots for t in (*root.parameters(), *root.buffers()))
+        return all(d is not None for d in _GLOBAL_HOOK_DICTS) and not any(t.is_inference() for t in tensors)
 
     def holds(self) -> bool:
         return (
@@ -286,8 +292,8 @@ class OpReplays:
         self._entries.clear()
 
     def run(
-        self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor, roots: Sequence[Tuple[nn.Module, str, nn.Module]],
-        key: Tuple,
+        self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor,
+        roots: Sequence[Tuple[nn.Module, str, nn.Module]], key: Tuple,
     ) -> Any:
         """``forward(x)``, replayed where a program for inputs like ``x`` holds, else run as written
         (and recorded while the calls settle). ``roots``: the module trees ``forward`` runs (see
