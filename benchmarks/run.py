@@ -16,6 +16,12 @@ robin, one timing block each per round), so ratios are not spoiled by machine no
 which other processes used the CPU are retried (see ``benchmarks/timing.py``). Reported: median
 over ``--repeats`` blocks, after ``--warmup`` calls; fixed thread count (default 2).
 
+``--isolate`` times each mode in a process of its own, interleaved with the reference in that process:
+a runtime loaded into a process slows the others there (on a 2-core AMX Xeon, once OpenVINO had
+compiled a model, the fused model's forwards took ~20% more CPU time on both threads, with no page
+faults, no other thread busy and the same affinity and thread counts; cause not found), and a
+deployment runs one of them. Each row then carries its own process's ``reference_ms``.
+
 Our model is the backbone with the official classification code's semantics (nearest fusion
 upsampling, relative position bias, four stage-4 maps), i.e. the network the original runs.
 """
@@ -100,6 +106,40 @@ def bench_inference(args: argparse.Namespace, reference, archs: List[str]) -> Li
                             r["runtime_precision"] = precision
                         print(r, flush=True)
     return rows
+
+
+def bench_isolated(args: argparse.Namespace, argv: List[str]) -> List[Dict[str, Any]]:
+    """``bench_inference`` for each of ``args.modes`` in a fresh process (this command with that mode
+    alone), each against the reference timed in its process: the rows of every process, each mode's
+    with ``reference_ms`` (its process's reference time) and ``isolated``; one reference row per
+    process is dropped as such."""
+    rows = []
+    for mode in args.modes:
+        out = os.path.join(os.path.dirname(args.json) or ".", f".isolated_{os.getpid()}_{mode}.json")
+        command = [sys.executable, "-m", "benchmarks.run", *_without_options(argv, ("--modes", "--json", "--isolate",
+                   "--train", "--scaling")), "--modes", mode, "--json", out]
+        subprocess.run(command, check=True)
+        with open(out) as f:
+            inference = json.load(f)["inference"]
+        os.remove(out)
+        reference = {(r["model"], r["dtype"], r["size"], r["batch"]): r["ms"]
+                     for r in inference if r["mode"] == "reference"}
+        for r in inference:
+            if r["mode"] != "reference":
+                r.update(isolated=True, reference_ms=reference.get((r["model"], r["dtype"], r["size"], r["batch"]), ""))
+                rows.append(r)
+    return rows
+
+
+def _without_options(argv: List[str], options: tuple) -> List[str]:
+    """``argv`` without the given options and their values (the words up to the next option)."""
+    kept, skipping = [], False
+    for word in argv:
+        if word.startswith("--"):
+            skipping = word.split("=")[0] in options
+        if not skipping:
+            kept.append(word)
+    return kept
 
 
 def scaling_rows(inference: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -188,6 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-repeats", type=int, default=2, help="fresh processes per training configuration")
     add_timing_arguments(ap)
+    ap.add_argument("--isolate", action="store_true",
+                    help="each mode in a process of its own, against the reference timed there")
     ap.add_argument("--json", default="benchmarks/out/results.json")
     args = ap.parse_args(argv)
     configure_process(args)
@@ -198,7 +240,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     archs = [f"hrformer_{m}" for m in args.models]
     results: Dict[str, Any] = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
                                "inference": [], "scaling": [], "train": []}
-    if not args.no_inference:
+    if not args.no_inference and args.isolate:
+        results["inference"] = bench_isolated(args, sys.argv[1:] if argv is None else argv)
+    elif not args.no_inference:
         results["inference"] = bench_inference(args, reference, archs)
         results["scaling"] = scaling_rows(results["inference"])
     if args.train:
@@ -207,7 +251,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     if results["inference"]:
         print(table(results["inference"], ["model", "mode", "dtype", "size", "batch", "ms", "min_ms", "img_per_s",
-                                            "speedup_vs_reference", "max_rel_error", "noisy_blocks"]))
+                                            "speedup_vs_reference", "max_rel_error", "noisy_blocks"]
+                    + (["reference_ms"] if args.isolate else [])))
     if results["scaling"]:
         print("\n" + table(results["scaling"], ["model", "mode", "dtype", "batch", "size", "pixel_ratio",
                                                 "time_ratio", "ratio_over_pixels"]))

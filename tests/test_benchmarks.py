@@ -5,6 +5,7 @@ block disturbed by other processes is kept, never waited out."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -43,6 +44,29 @@ def test_run_writes_rows_for_every_mode_and_a_reference(tmp_path, capsys):
     assert f"machine_kind {data['machine_kind']}" in md
     assert report.main(["--ratios", str(out)]) == 0
     assert "max error relative to the fp32 eager outputs: eager 0, fused " in capsys.readouterr().out
+
+
+def test_run_isolated_times_each_mode_in_its_own_process_against_its_reference(tmp_path, monkeypatch):
+    children = []
+
+    def child(command, check):  # the fresh process, run here: same arguments, one mode each
+        assert command[:3] == [sys.executable, "-m", "benchmarks.run"] and check
+        children.append(command[3:])
+        assert run.main(command[3:]) == 0
+
+    monkeypatch.setattr(run.subprocess, "run", child)
+    out = tmp_path / "isolated.json"
+    rc = run.main(["--models", "t", "--batches", "1", "--modes", "eager", "fused", "--isolate", "--repeats", "1",
+                   "--warmup", "0", "--block", "0", "--no-retry", "--reference", "benchmarks.impls:ours",
+                   "--json", str(out)])
+    assert rc == 0
+    assert [c[c.index("--modes") + 1:c.index("--json")] for c in children] == [["eager"], ["fused"]]
+    assert all("--isolate" not in c and c.count("--json") == 1 for c in children)
+    rows = json.loads(out.read_text())["inference"]
+    assert [r["mode"] for r in rows] == ["eager", "fused"]
+    assert all(r["isolated"] and r["reference_ms"] > 0 for r in rows)
+    assert all(r["speedup_vs_reference"] == pytest.approx(r["reference_ms"] / r["ms"], rel=0.02) for r in rows)
+    assert not list(tmp_path.glob(".isolated_*"))  # the children's files are removed
 
 
 @pytest.mark.slow  # exports HRFormer-T twice and runs it in bf16 (emulated on CPUs without it: slow)
