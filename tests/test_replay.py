@@ -280,3 +280,27 @@ def test_a_weight_returned_unchanged_stays_the_models_tensor():
     with torch.no_grad():
         toy.lin.weight.mul_(2)  # read by the replay as it is now
     assert torch.equal(_toy_run(replays, toy, forward, x), forward(x))
+
+
+def test_many_kinds_of_input_keep_the_recent_programs_and_stop_recording(monkeypatch):
+    """Pose batches of every size up to the batch size: more kinds of input than programs kept. The
+    least recently used kind is dropped, and recording stops at the model's budget."""
+    monkeypatch.setattr(replay, "MAX_PROGRAMS", 2)
+    monkeypatch.setattr(replay, "MAX_RECORDINGS_PER_MODEL", 9)
+    toy = _Toy()
+    replays = OpReplays()
+
+    def forward(x):
+        return toy.lin(x).relu()
+
+    xs = {n: torch.randn(n, 4) for n in (1, 2, 3)}
+    for n in (1, 1, 1, 2, 2, 2):  # two programs
+        _toy_run(replays, toy, forward, xs[n])
+    assert replays.recordings == 4
+    _toy_run(replays, toy, forward, xs[1])  # 1 used last: 2 is dropped for 3
+    for _ in range(3):
+        _toy_run(replays, toy, forward, xs[3])
+    assert [k[0][0] for k, e in replays._entries.items() if type(e) is replay._Program] == [1, 3]
+    for n in (2, 1, 3) * 4:  # cycling through three kinds with room for two
+        assert torch.equal(_toy_run(replays, toy, forward, xs[n]), forward(xs[n]))
+    assert replays.recordings == 9  # the budget, then as written

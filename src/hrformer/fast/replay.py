@@ -25,6 +25,7 @@ import math
 import operator
 import os
 import weakref
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -55,10 +56,15 @@ GEOMETRY_QUERIES = frozenset({
 # with the same geometry gets it back too): not written into the program.
 RETURNS_SELF_UNCHANGED = frozenset({"contiguous", "to"})
 
-# Programs kept per model: a model taking inputs of many shapes records again beyond this.
+# Programs kept per model (each may hold weights reordered for its input size): beyond this the
+# least recently used kind of input is dropped.
 MAX_PROGRAMS = 8
 # Recordings tried per kind of input before it runs as written for good.
 MAX_RECORDINGS = 4
+# Recordings per model in all: a model that meets ever new kinds of input (e.g. pose batches of every
+# size up to the batch size, more kinds than MAX_PROGRAMS) stops recording beyond this, so that the
+# recordings (2-2.5x a forward each) cannot outweigh the replays; the programs it has keep running.
+MAX_RECORDINGS_PER_MODEL = 64
 
 # nn.Module's global forward hooks, read by name: where one is absent (another torch) nothing is replayed.
 _GLOBAL_HOOK_DICTS = tuple(
@@ -277,10 +283,12 @@ def _equal(a: Any, b: Any) -> bool:
 
 class OpReplays:
     """The programs of one model's forward, per kind of input (shape, strides, dtype, device and the
-    fast path's switches). Never pickled or copied: a copy records its own."""
+    fast path's switches), the least recently used dropped beyond :data:`MAX_PROGRAMS`. Never pickled
+    or copied: a copy records its own."""
 
     def __init__(self) -> None:
-        self._entries: Dict[Tuple, Any] = {}
+        self._entries: "OrderedDict[Tuple, Any]" = OrderedDict()
+        self.recordings = 0
 
     def __reduce__(self):
         return (OpReplays, ())
@@ -290,6 +298,7 @@ class OpReplays:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.recordings = 0
 
     def run(
         self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor,
@@ -305,11 +314,17 @@ class OpReplays:
         entry = self._entries.get(key)
         if type(entry) is _Program:
             if entry.guard.holds():
+                try:
+                    self._entries.move_to_end(key)
+                except KeyError:  # dropped by another thread meanwhile
+                    pass
                 return entry.run(x)
             entry = None  # recorded on modules that changed since
         attempts, previous = entry if entry is not None else (0, None)
-        if attempts >= MAX_RECORDINGS or not ModuleGuard.possible(roots):
+        if (attempts >= MAX_RECORDINGS or self.recordings >= MAX_RECORDINGS_PER_MODEL
+                or not ModuleGuard.possible(roots)):
             return forward(x)
+        self.recordings += 1
         recorder = _Recorder([x])
         with recorder:
             out = forward(x)
@@ -319,10 +334,14 @@ class OpReplays:
                 program = _Program(*recorder.program(out), ModuleGuard(roots))
             except Unreplayable:
                 pass
-        if len(self._entries) >= MAX_PROGRAMS and key not in self._entries:
-            self._entries.clear()
+        if key not in self._entries and len(self._entries) >= MAX_PROGRAMS:
+            self._entries.popitem(last=False)
         if program is not None and previous is not None and program.same_as(previous):
             self._entries[key] = program
         else:
             self._entries[key] = (attempts + 1, program)
+        try:
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by another thread meanwhile
+            pass
         return out
