@@ -2,7 +2,8 @@
 Python function, without the module calls, checks and cache lookups between them.
 
 A fused HRFormer-T forward is about 930 kernel calls; the Python that decides each of them (which
-kernel, which kept weight, which layout) cost 10-16 ms of a 60 ms batch-1 forward on 2 cores. Once
+kernel, which kept weight, which layout) and the dispatch between them took 12-18 ms of a 53-75 ms
+batch-1 forward on 2 cores (the profiler's timeline); replayed, 6-7 ms (docs/speed.md). Once
 those decisions have settled for an input of some shape, dtype and strides, they give the same ops
 on the same weights every time: :class:`OpReplays` records them (a
 :class:`~torch.overrides.TorchFunctionMode` sees every torch call), writes them as the source of one
