@@ -122,13 +122,17 @@ def bench_isolated(args: argparse.Namespace, argv: List[str]) -> List[Dict[str, 
         with open(out) as f:
             inference = json.load(f)["inference"]
         os.remove(out)
-        reference = {(r["model"], r["dtype"], r["size"], r["batch"]): r["ms"]
-                     for r in inference if r["mode"] == "reference"}
+        reference = {_case(r): r["ms"] for r in inference if r["mode"] == "reference"}
         for r in inference:
             if r["mode"] != "reference":
-                r.update(isolated=True, reference_ms=reference.get((r["model"], r["dtype"], r["size"], r["batch"]), ""))
+                r.update(isolated=True, reference_ms=reference.get(_case(r), ""))
                 rows.append(r)
     return rows
+
+
+def _case(row: Dict[str, Any]) -> tuple:
+    """What a row timed: model, dtype, size and batch."""
+    return row["model"], row["dtype"], row["size"], row["batch"]
 
 
 def _without_options(argv: List[str], options: tuple) -> List[str]:

@@ -12,13 +12,13 @@ from torch.nn.modules import module as _module
 from ..layers.hr_module import HRModule
 from .block import FusedHRFormerBlock
 
-# nn.Module's global hooks (torch.nn.modules.module.register_module_forward_hook, ...): while any is
-# registered, blocks are called as modules so that it runs. Read by name: if one is absent (another
-# torch), every branch is called as a module.
+# nn.Module's global hooks (torch.nn.modules.module.register_module_forward_hook, ...), forward,
+# forward-pre, backward, backward-pre: while any is registered, blocks are called as modules so that
+# it runs. Read by name: None if one is absent (another torch), and every branch is called as a module.
 _HOOK_DICTS = [getattr(_module, name, None) for name in (
     "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks",
 )]
-_GLOBAL_HOOKS = None if any(hooks is None for hooks in _HOOK_DICTS) else tuple(_HOOK_DICTS)
+GLOBAL_HOOKS = None if any(hooks is None for hooks in _HOOK_DICTS) else tuple(_HOOK_DICTS)
 
 
 class FusedHRModule(nn.Module):
@@ -60,6 +60,6 @@ def run_branch(branch: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _unhooked(module: nn.Module) -> bool:
     """Whether calling ``module`` would run no hook (its own or a global one)."""
-    return _GLOBAL_HOOKS is not None and not (
+    return GLOBAL_HOOKS is not None and not (
         module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
-        or any(_GLOBAL_HOOKS))
+        or any(GLOBAL_HOOKS))

@@ -61,7 +61,14 @@ _REORDER_LINEAR = getattr(_MKLDNN, "_reorder_linear_weight", None)
 _is_bf16_supported = getattr(_MKLDNN, "_is_mkldnn_bf16_supported", None)
 _BF16 = _AVAILABLE and _is_bf16_supported is not None and bool(_is_bf16_supported())
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
-_enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def switch_from_environment(var: str) -> bool:
+    """Whether the on/off switch ``var`` is on: unset or anything but 0 / false / off / no."""
+    return os.environ.get(var, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+_enabled = switch_from_environment(ENV_VAR)
 _verified: Dict[Tuple[str, torch.dtype], bool] = {}
 
 
@@ -363,8 +370,7 @@ def _conv_pays(
 # in bf16 and 0.96-1.00x in fp32 (batch 1 and 8), the same outputs.
 # HRFORMER_PACKED_WEIGHTS=0 turns it off (the plain weights then go to every call).
 PACK_ENV_VAR = "HRFORMER_PACKED_WEIGHTS"
-pack_weights = (os.environ.get(PACK_ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
-                and _REORDER_CONV is not None and _REORDER_LINEAR is not None)
+pack_weights = switch_from_environment(PACK_ENV_VAR) and _REORDER_CONV is not None and _REORDER_LINEAR is not None
 
 # Reordered weights kept per owner module: a model taking inputs of many sizes reorders again beyond this.
 MAX_PACKED = 8

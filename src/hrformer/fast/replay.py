@@ -24,21 +24,22 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _module
 from torch.overrides import TorchFunctionMode
+
+from .hr_module import GLOBAL_HOOKS
+from .kernels import switch_from_environment
 
 REPLAY_ENV_VAR = "HRFORMER_REPLAY"
 
 
 def enabled_from_environment() -> bool:
-    return os.environ.get(REPLAY_ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+    return switch_from_environment(REPLAY_ENV_VAR)
 
 
 enabled = enabled_from_environment()
@@ -67,9 +68,9 @@ MAX_RECORDINGS = 4
 # recordings (2-2.5x a forward each) cannot outweigh the replays; the programs it has keep running.
 MAX_RECORDINGS_PER_MODEL = 64
 
-# nn.Module's global forward hooks, read by name: where one is absent (another torch) nothing is replayed.
-_GLOBAL_HOOK_DICTS = tuple(
-    getattr(_module, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks"))
+# nn.Module's global forward and forward-pre hooks (backward hooks never run in the gradient-free
+# passes that replay); None where this torch keeps them elsewhere: then nothing is replayed.
+_GLOBAL_FORWARD_HOOKS = None if GLOBAL_HOOKS is None else GLOBAL_HOOKS[:2]
 
 
 class Unreplayable(Exception):
@@ -229,8 +230,8 @@ class ModuleGuard:
             for name, value in store.items()
         ]
         self.stores, self.names, self.values = (list(column) for column in zip(*entries))
-        self.sizes = [len(store) for store in {id(s): s for s in self.stores}.values()]
         self.store_set = list({id(s): s for s in self.stores}.values())
+        self.sizes = list(map(len, self.store_set))
         # Backward hooks never run in the gradient-free passes that replay.
         self.hooks = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
         self.tensors = [v for v in self.values if isinstance(v, torch.Tensor)]
@@ -242,11 +243,11 @@ class ModuleGuard:
         """False where a tensor has no version counter to check (an inference tensor), or where this
         torch keeps its global hooks elsewhere."""
         tensors = (t for _, _, root in roots for t in (*root.parameters(), *root.buffers()))
-        return all(d is not None for d in _GLOBAL_HOOK_DICTS) and not any(t.is_inference() for t in tensors)
+        return _GLOBAL_FORWARD_HOOKS is not None and not any(t.is_inference() for t in tensors)
 
     def holds(self) -> bool:
         return (
-            not any(self.hooks) and not any(_GLOBAL_HOOK_DICTS)
+            not any(self.hooks) and not any(_GLOBAL_FORWARD_HOOKS)
             and not any(map(_TRAINING, self.attributes))
             and list(map(len, self.store_set)) == self.sizes  # nothing added (a name removed: get -> None)
             and all(map(operator.is_, map(dict.get, self.stores, self.names), self.values))
@@ -296,10 +297,6 @@ class OpReplays:
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "OpReplays":
         return OpReplays()
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.recordings = 0
 
     def run(
         self, forward: Callable[[torch.Tensor], Any], x: torch.Tensor,
